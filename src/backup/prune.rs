@@ -1,0 +1,178 @@
+//! `lifeboat prune`: a plan first (keep or delete, with reasons, per source and
+//! destination), shown, then executed: manifest first, so a backup stops existing
+//! before its data goes, then the data, then the verification result.
+
+use super::Context;
+use super::reconcile::{self, list_backups};
+use super::retention::{self, Candidate};
+use crate::error::{Error, Result};
+use crate::storage::layout;
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+use tracing::info;
+
+/// Leftovers (data without a manifest, unfinished uploads) younger than this may belong
+/// to a backup still running elsewhere: they are left alone.
+pub const INCOMPLETE_GRACE_HOURS: i64 = 24;
+
+/// One line of the plan.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PruneItem {
+    /// Repository.
+    pub repository: String,
+    /// Source.
+    pub source: String,
+    /// Backup id.
+    pub backup_id: String,
+    /// When it was made.
+    pub time: DateTime<Utc>,
+    /// Keep or delete.
+    pub keep: bool,
+    /// A committed backup (false: an incomplete leftover without manifest).
+    pub committed: bool,
+    /// Why.
+    pub reasons: Vec<String>,
+}
+
+/// The plan and what was done with it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct PrunePlan {
+    /// Dry run: nothing deleted.
+    pub dry_run: bool,
+    /// Every backup considered.
+    pub items: Vec<PruneItem>,
+    /// Backups deleted.
+    pub deleted: usize,
+    /// Unfinished uploads removed.
+    pub incomplete_uploads_removed: usize,
+}
+
+/// Plan, show (through the returned report) and, unless `dry_run`, execute.
+pub async fn prune(ctx: &Context, sources: &[String], dry_run: bool) -> Result<PrunePlan> {
+    let names: Vec<String> = if sources.is_empty() {
+        ctx.policies.sources.keys().cloned().collect()
+    } else {
+        sources.to_vec()
+    };
+    let rec = reconcile::reconcile_sources(ctx, &names).await?;
+    if !rec.unreachable.is_empty() {
+        return Err(Error::failed(format!(
+            "prune needs a listing of every repository it prunes: {}",
+            rec.unreachable.join("; ")
+        )));
+    }
+    let now = ctx.clock.now();
+    let grace = now - Duration::hours(INCOMPLETE_GRACE_HOURS);
+    let mut items = Vec::new();
+    for name in &names {
+        let source = ctx.policies.source(name)?;
+        for repo in &source.destinations {
+            let backups = ctx.catalog.backups(Some(name), Some(repo))?;
+            let candidates: Vec<Candidate> = backups
+                .iter()
+                .map(|b| Candidate {
+                    id: b.manifest.backup_id.clone(),
+                    time: b.manifest.started_at,
+                    keep_until: b.manifest.keep_until,
+                    verified: b.verified(),
+                })
+                .collect();
+            for d in retention::apply(&candidates, &source.retention, now) {
+                items.push(PruneItem {
+                    repository: repo.clone(),
+                    source: name.clone(),
+                    backup_id: d.id,
+                    time: d.time,
+                    keep: d.keep,
+                    committed: true,
+                    reasons: d.reasons,
+                });
+            }
+            // Objects of backups that never got a manifest (a crashed run).
+            let listing = list_backups(ctx, repo, &layout::source_prefix(name)).await?;
+            for ((s, id), objects) in listing {
+                if objects.contains(layout::MANIFEST) {
+                    continue;
+                }
+                let time = id_time(&id).unwrap_or(now);
+                let old = time < grace;
+                items.push(PruneItem {
+                    repository: repo.clone(),
+                    source: s,
+                    backup_id: id,
+                    time,
+                    keep: !old,
+                    committed: false,
+                    reasons: vec![if old {
+                        format!("incomplete (no manifest), older than {INCOMPLETE_GRACE_HOURS}h")
+                    } else {
+                        format!("incomplete (no manifest), younger than {INCOMPLETE_GRACE_HOURS}h: may still be running")
+                    }],
+                });
+            }
+        }
+    }
+    let mut plan = PrunePlan {
+        dry_run,
+        items,
+        deleted: 0,
+        incomplete_uploads_removed: 0,
+    };
+    if dry_run {
+        return Ok(plan);
+    }
+    // Before deleting anything, check that every backup the plan keeps is still there:
+    // a stale view of the repository must not drive deletions.
+    for item in plan.items.iter().filter(|i| i.keep && i.committed) {
+        let store = ctx.store(&item.repository)?;
+        store
+            .head(&layout::manifest_key(&item.source, &item.backup_id))
+            .await
+            .map_err(|e| {
+                Error::failed(format!(
+                    "prune stopped before deleting anything: a backup it keeps is not readable ({e})"
+                ))
+            })?;
+    }
+    for item in plan.items.iter().filter(|i| !i.keep) {
+        let store = ctx.store(&item.repository)?;
+        for key in [
+            layout::manifest_key(&item.source, &item.backup_id),
+            layout::data_key(&item.source, &item.backup_id),
+            layout::verify_key(&item.source, &item.backup_id),
+        ] {
+            store.delete(&key).await?;
+        }
+        if item.committed {
+            ctx.catalog.remove_backup(
+                &item.repository,
+                &item.source,
+                &item.backup_id,
+                now,
+                &item.reasons.join("; "),
+            )?;
+            plan.deleted += 1;
+        }
+        info!(source = %item.source, repository = %item.repository, backup = %item.backup_id, reason = %item.reasons.join("; "), "deleted");
+    }
+    let mut repos: Vec<&String> = names
+        .iter()
+        .filter_map(|n| ctx.policies.sources.get(n))
+        .flat_map(|s| s.destinations.iter())
+        .collect();
+    repos.sort();
+    repos.dedup();
+    for repo in repos {
+        plan.incomplete_uploads_removed += ctx.store(repo)?.cleanup_incomplete(grace).await?;
+    }
+    Ok(plan)
+}
+
+/// The start time encoded in a backup id.
+fn id_time(id: &str) -> Option<DateTime<Utc>> {
+    chrono::NaiveDateTime::parse_from_str(id.get(..15)?, "%Y%m%dT%H%M%S")
+        .ok()
+        .map(|t| t.and_utc())
+}

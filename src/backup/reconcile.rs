@@ -1,0 +1,164 @@
+//! Keep the catalog in line with what the repositories hold. Storage is the truth: a
+//! manifest found in storage but not in the catalog is added (with its verification
+//! result); a catalog row whose manifest is gone is dropped.
+
+use super::Context;
+use crate::catalog::manifest::{MANIFEST_FORMAT, Manifest, VERIFY_FORMAT, VerifyResult, unseal};
+use crate::error::Result;
+use crate::storage::layout;
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use tracing::warn;
+
+/// What a reconcile changed.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ReconcileReport {
+    /// Backups added to the catalog.
+    pub added: usize,
+    /// Catalog rows dropped because their manifest is gone.
+    pub removed: usize,
+    /// Verification results read back.
+    pub verifications: usize,
+    /// Manifests that could not be trusted (not backups).
+    pub invalid: Vec<String>,
+    /// Repositories that could not be listed.
+    pub unreachable: Vec<String>,
+}
+
+/// Objects of one repository, grouped by (source, backup id).
+pub(crate) type Listing = BTreeMap<(String, String), BTreeSet<String>>;
+
+/// List `prefix` of `repo`, grouped by backup.
+pub(crate) async fn list_backups(ctx: &Context, repo: &str, prefix: &str) -> Result<Listing> {
+    let store = ctx.store(repo)?;
+    let mut out = Listing::new();
+    for obj in store.list(prefix).await? {
+        if let Some((s, id, name)) = layout::parse_key(&obj.key) {
+            out.entry((s.to_string(), id.to_string()))
+                .or_default()
+                .insert(name.to_string());
+        }
+    }
+    Ok(out)
+}
+
+/// Read and check the manifest of a backup.
+pub async fn read_manifest(ctx: &Context, repo: &str, source: &str, id: &str) -> Result<Manifest> {
+    let store = ctx.store(repo)?;
+    let key = layout::manifest_key(source, id);
+    let bytes = store.get(&key).await?;
+    let what = format!("manifest of backup {source}/{id} in repository {repo}");
+    let m: Manifest = unseal(MANIFEST_FORMAT, &bytes, &what)?;
+    if m.source != source || m.backup_id != id {
+        return Err(crate::Error::integrity(format!(
+            "{what}: describes {}/{}, not {source}/{id}",
+            m.source, m.backup_id
+        )));
+    }
+    Ok(m)
+}
+
+async fn read_verify(ctx: &Context, repo: &str, source: &str, id: &str) -> Result<VerifyResult> {
+    let store = ctx.store(repo)?;
+    let bytes = store.get(&layout::verify_key(source, id)).await?;
+    unseal(
+        VERIFY_FORMAT,
+        &bytes,
+        &format!("verification result of {source}/{id} in repository {repo}"),
+    )
+}
+
+/// Reconcile the catalog with repository `repo`, for one source or (with `None`) for
+/// everything it holds.
+pub async fn reconcile_repository(
+    ctx: &Context,
+    repo: &str,
+    source: Option<&str>,
+    report: &mut ReconcileReport,
+) -> Result<()> {
+    let prefix = source.map(layout::source_prefix).unwrap_or_default();
+    let listing = match list_backups(ctx, repo, &prefix).await {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(repository = repo, error = %e, "repository unreachable; catalog not reconciled with it");
+            report.unreachable.push(format!("{repo}: {e}"));
+            return Ok(());
+        }
+    };
+    let now = ctx.clock.now();
+    let mut present = BTreeSet::new();
+    for ((s, id), objects) in &listing {
+        if !objects.contains(layout::MANIFEST) {
+            continue;
+        }
+        present.insert((s.clone(), id.clone()));
+        if ctx.catalog.has_backup(repo, s, id)? {
+            continue;
+        }
+        let mut m = match read_manifest(ctx, repo, s, id).await {
+            Ok(m) => m,
+            Err(e) => {
+                warn!(repository = repo, source = %s, backup = %id, error = %e, "manifest not trusted; not a backup");
+                report.invalid.push(e.to_string());
+                continue;
+            }
+        };
+        // The repository's name in the current policy is what the catalog uses.
+        m.repository = repo.to_string();
+        ctx.catalog.upsert_backup(&m)?;
+        report.added += 1;
+        if objects.contains(layout::VERIFY) {
+            match read_verify(ctx, repo, s, id).await {
+                Ok(mut v) => {
+                    v.repository = repo.to_string();
+                    ctx.catalog.record_verification(&v)?;
+                    report.verifications += 1;
+                }
+                Err(e) => {
+                    warn!(repository = repo, source = %s, backup = %id, error = %e, "verification result not trusted; ignored")
+                }
+            }
+        }
+    }
+    for b in ctx.catalog.backups(source, Some(repo))? {
+        let key = (b.manifest.source.clone(), b.manifest.backup_id.clone());
+        if !present.contains(&key) {
+            ctx.catalog.remove_backup(
+                repo,
+                &key.0,
+                &key.1,
+                now,
+                "manifest no longer in the repository",
+            )?;
+            report.removed += 1;
+        }
+    }
+    Ok(())
+}
+
+/// Reconcile every destination of the named sources (all sources when empty).
+pub async fn reconcile_sources(ctx: &Context, sources: &[String]) -> Result<ReconcileReport> {
+    let mut report = ReconcileReport::default();
+    let names: Vec<String> = if sources.is_empty() {
+        ctx.policies.sources.keys().cloned().collect()
+    } else {
+        sources.to_vec()
+    };
+    for name in names {
+        let src = ctx.policies.source(&name)?;
+        for repo in &src.destinations {
+            reconcile_repository(ctx, repo, Some(&name), &mut report).await?;
+        }
+    }
+    Ok(report)
+}
+
+/// Drop every cached backup and read them all back from every repository.
+pub async fn rebuild(ctx: &Context) -> Result<ReconcileReport> {
+    ctx.catalog.clear_backups()?;
+    let mut report = ReconcileReport::default();
+    for repo in ctx.repository_names() {
+        reconcile_repository(ctx, &repo, None, &mut report).await?;
+    }
+    Ok(report)
+}

@@ -1,0 +1,192 @@
+//! `lifeboat restore`: choose a backup, stream it back with every chunk checked, let the
+//! engine restore into a staging copy, compare counts, and only then swap it in.
+
+use super::reconcile::{self, read_manifest};
+use super::{Context, blocking};
+use crate::catalog::CatalogBackup;
+use crate::engine::{self, counts::CountsReport};
+use crate::error::{Error, ErrorKind, Result};
+use crate::pipeline;
+use crate::storage::layout;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::sync::Arc;
+use tracing::warn;
+
+/// What to restore, from where, to where.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Source name.
+    pub source: String,
+    /// Target (for sqlite: a database file path).
+    pub target: String,
+    /// A specific backup.
+    pub backup_id: Option<String>,
+    /// The newest backup whose consistency point is at or before this.
+    pub before: Option<DateTime<Utc>>,
+    /// Only backups whose last full verification matched.
+    pub verified: bool,
+    /// Replace a non-empty target.
+    pub force: bool,
+    /// Read only from this repository.
+    pub from: Option<String>,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RestoreReport {
+    /// Source.
+    pub source: String,
+    /// Backup restored.
+    pub backup_id: String,
+    /// Repository it was read from.
+    pub repository: String,
+    /// Target.
+    pub target: String,
+    /// The backup's consistency point.
+    pub consistency_point: DateTime<Utc>,
+    /// Counts comparison.
+    pub counts: CountsReport,
+    /// Whether the target was replaced.
+    pub swapped: bool,
+    /// Repositories tried before, and why they failed.
+    pub fallbacks: Vec<String>,
+}
+
+/// Pick the backup per the options: newest first among candidates.
+fn choose<'a>(opts: &RestoreOptions, backups: &'a [CatalogBackup]) -> Result<&'a CatalogBackup> {
+    backups
+        .iter()
+        .filter(|b| {
+            opts.from
+                .as_ref()
+                .is_none_or(|r| &b.manifest.repository == r)
+        })
+        .filter(|b| {
+            opts.backup_id
+                .as_ref()
+                .is_none_or(|id| &b.manifest.backup_id == id)
+        })
+        .filter(|b| {
+            opts.before
+                .is_none_or(|t| b.manifest.consistency_point <= t)
+        })
+        .find(|b| !opts.verified || b.verified())
+        .ok_or_else(|| {
+            let mut what = vec![format!("source {}", opts.source)];
+            if let Some(id) = &opts.backup_id {
+                what.push(format!("id {id}"));
+            }
+            if let Some(t) = opts.before {
+                what.push(format!("at or before {}", t.to_rfc3339()));
+            }
+            if opts.verified {
+                what.push("verified".into());
+            }
+            if let Some(r) = &opts.from {
+                what.push(format!("in repository {r}"));
+            }
+            Error::bad_input(format!(
+                "no committed backup matches ({}); `lifeboat list {}` shows what exists",
+                what.join(", "),
+                opts.source
+            ))
+        })
+}
+
+/// Restore per `opts`.
+pub async fn restore(ctx: &Context, opts: &RestoreOptions) -> Result<RestoreReport> {
+    let source = ctx.policies.source(&opts.source)?.clone();
+    if let Some(id) = &opts.backup_id {
+        layout::check_backup_id(id)?;
+    }
+    if let Some(r) = &opts.from
+        && !source.destinations.contains(r)
+    {
+        return Err(Error::bad_input(format!(
+            "--from {r}: not a destination of source {} (its destinations: {})",
+            source.name,
+            source.destinations.join(", ")
+        )));
+    }
+    let engine: Arc<dyn engine::Engine> = Arc::from(engine::for_source(&source));
+    engine.check_target(&opts.target, opts.force)?;
+    reconcile::reconcile_sources(ctx, std::slice::from_ref(&source.name)).await?;
+    let backups = ctx.catalog.backups(Some(&source.name), None)?;
+    let chosen = choose(opts, &backups)?;
+    let id = chosen.manifest.backup_id.clone();
+
+    // Every repository holding this backup, in the source's order of preference;
+    // verified copies first when --verified.
+    let mut repos: Vec<&CatalogBackup> = backups
+        .iter()
+        .filter(|b| b.manifest.backup_id == id)
+        .filter(|b| {
+            opts.from
+                .as_ref()
+                .is_none_or(|r| &b.manifest.repository == r)
+        })
+        .collect();
+    repos.sort_by_key(|b| {
+        (
+            opts.verified && !b.verified(),
+            source
+                .destinations
+                .iter()
+                .position(|d| d == &b.manifest.repository)
+                .unwrap_or(usize::MAX),
+        )
+    });
+
+    let mut fallbacks = Vec::new();
+    let mut last_err = None;
+    for b in repos {
+        let repo = b.manifest.repository.clone();
+        match restore_from(ctx, &engine, &repo, &source.name, &id, &opts.target).await {
+            Ok((manifest, outcome)) => {
+                return Ok(RestoreReport {
+                    source: source.name.clone(),
+                    backup_id: id,
+                    repository: repo,
+                    target: opts.target.clone(),
+                    consistency_point: manifest.consistency_point,
+                    counts: outcome.counts,
+                    swapped: outcome.swapped,
+                    fallbacks,
+                });
+            }
+            // A count mismatch is the backup's content, the same everywhere: stop.
+            Err(e) if e.kind() == ErrorKind::BadInput => return Err(e),
+            Err(e) => {
+                warn!(source = %source.name, backup = %id, repository = %repo, error = %e, "restore from this repository failed; trying the next one");
+                fallbacks.push(format!("{repo}: {e}"));
+                last_err = Some(e);
+            }
+        }
+    }
+    Err(last_err.unwrap_or_else(|| Error::failed("no repository holds the chosen backup")))
+}
+
+async fn restore_from(
+    ctx: &Context,
+    engine: &Arc<dyn engine::Engine>,
+    repo: &str,
+    source: &str,
+    id: &str,
+    target: &str,
+) -> Result<(crate::catalog::manifest::Manifest, engine::RestoreOutcome)> {
+    let manifest = read_manifest(ctx, repo, source, id).await?;
+    let store = ctx.store(repo)?;
+    let key = layout::data_key(source, id);
+    let handle = tokio::runtime::Handle::current();
+    let engine = engine.clone();
+    let m = manifest.clone();
+    let target = target.to_string();
+    let outcome = blocking(move || {
+        let mut stream = pipeline::open_raw(store, key, &m, handle)?;
+        engine.restore(&target, &mut stream, &m.counts)
+    })
+    .await?;
+    Ok((manifest, outcome))
+}

@@ -1,0 +1,340 @@
+//! `lifeboat backup`: snapshot a source once, stream it to every destination at once,
+//! and commit each destination by writing its manifest last.
+
+use super::{Context, blocking};
+use crate::catalog::manifest::{MANIFEST_FORMAT, Manifest, RawInfo, StoredInfo, seal};
+use crate::engine::{self, counts::Counts};
+use crate::error::{Error, ErrorKind, Result};
+use crate::failpoint;
+use crate::pipeline::{self, StreamOptions};
+use crate::policy::Source;
+use crate::storage::{PutMode, PutOptions, layout};
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::sync::Arc;
+use tokio::sync::{mpsc, watch};
+use tracing::{info, warn};
+
+/// Options of a backup run.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Show what would be done; read and write nothing.
+    pub dry_run: bool,
+}
+
+/// Outcome on one destination.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DestinationReport {
+    /// Repository name.
+    pub repository: String,
+    /// Committed (manifest written)?
+    pub committed: bool,
+    /// Bytes stored.
+    pub stored_size: u64,
+    /// Number of chunks.
+    pub chunks: usize,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// Key of the data object.
+    pub data_key: String,
+}
+
+/// Outcome of one backup run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct BackupReport {
+    /// Source name.
+    pub source: String,
+    /// Backup id.
+    pub backup_id: String,
+    /// Dry run?
+    pub dry_run: bool,
+    /// Start of the run.
+    pub started_at: DateTime<Utc>,
+    /// End of the run.
+    pub finished_at: DateTime<Utc>,
+    /// The instant the data reflects.
+    pub consistency_point: Option<DateTime<Utc>>,
+    /// Raw bytes read from the source.
+    pub raw_size: u64,
+    /// Integrity counts.
+    pub counts: Counts,
+    /// Per destination.
+    pub destinations: Vec<DestinationReport>,
+}
+
+impl BackupReport {
+    /// The run's error kind: none when every destination committed, `Partial` when
+    /// some did, `RunFailed` when none did.
+    pub fn failure(&self) -> Option<ErrorKind> {
+        let ok = self.destinations.iter().filter(|d| d.committed).count();
+        if self.dry_run || ok == self.destinations.len() {
+            None
+        } else if ok > 0 {
+            Some(ErrorKind::Partial)
+        } else {
+            Some(ErrorKind::RunFailed)
+        }
+    }
+}
+
+/// Back up `source` now.
+pub async fn backup(ctx: &Context, source: &Source, opts: &BackupOptions) -> Result<BackupReport> {
+    let started = ctx.clock.now();
+    let id = layout::new_backup_id(started);
+    let mut report = BackupReport {
+        source: source.name.clone(),
+        backup_id: id.clone(),
+        dry_run: opts.dry_run,
+        started_at: started,
+        finished_at: started,
+        consistency_point: None,
+        raw_size: 0,
+        counts: Counts::new(),
+        destinations: source
+            .destinations
+            .iter()
+            .map(|r| DestinationReport {
+                repository: r.clone(),
+                committed: false,
+                stored_size: 0,
+                chunks: 0,
+                error: None,
+                data_key: layout::data_key(&source.name, &id),
+            })
+            .collect(),
+    };
+    if opts.dry_run {
+        return Ok(report);
+    }
+    let result = run(ctx, source, &id, started, &mut report).await;
+    report.finished_at = ctx.clock.now();
+    let (status, detail) = match (&result, report.failure()) {
+        (Err(e), _) => ("failed", e.to_string()),
+        (Ok(()), None) => ("committed", String::new()),
+        (Ok(()), Some(ErrorKind::Partial)) => ("partial", destination_errors(&report)),
+        (Ok(()), Some(_)) => ("failed", destination_errors(&report)),
+    };
+    ctx.catalog.record_run(
+        &source.name,
+        &id,
+        started,
+        report.finished_at,
+        status,
+        &detail,
+    )?;
+    result.map(|()| report)
+}
+
+fn destination_errors(report: &BackupReport) -> String {
+    report
+        .destinations
+        .iter()
+        .filter_map(|d| d.error.as_ref().map(|e| format!("{}: {e}", d.repository)))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+async fn run(
+    ctx: &Context,
+    source: &Source,
+    id: &str,
+    started: DateTime<Utc>,
+    report: &mut BackupReport,
+) -> Result<()> {
+    let engine: Arc<dyn engine::Engine> = Arc::from(engine::for_source(source));
+    let spool = ctx.spool.clone();
+    let clock = ctx.clock.clone();
+    let snap = {
+        let engine = engine.clone();
+        blocking(move || engine.snapshot(&spool, &|| clock.now()))
+            .await
+            .map_err(|e| e.context(format!("source {}", source.name)))?
+    };
+    report.counts = snap.counts.clone();
+    report.consistency_point = Some(snap.consistency_point);
+    let opts = StreamOptions::default();
+    let data_key = layout::data_key(&source.name, id);
+
+    // One upload per destination, each fed by its own bounded channel.
+    let (done_tx, done_rx) = watch::channel(None::<bool>);
+    let mut senders = Vec::new();
+    let mut tasks = Vec::new();
+    for dest in &source.destinations {
+        let store = ctx.store(dest)?;
+        let part_size = ctx.policies.repositories[dest].part_size as usize;
+        let create = PutOptions {
+            mode: PutMode::Create,
+        };
+        match store.put_multipart(&data_key, &create).await {
+            Ok(up) => {
+                let (tx, rx) = mpsc::channel::<Bytes>(opts.queue_depth);
+                senders.push(tx);
+                let mut done = done_rx.clone();
+                let finished = async move {
+                    done.wait_for(Option::is_some)
+                        .await
+                        .map(|v| v.unwrap_or(false))
+                        .unwrap_or(false)
+                };
+                tasks.push((
+                    dest.clone(),
+                    part_size,
+                    Some(tokio::spawn(pipeline::upload(
+                        up,
+                        rx,
+                        part_size,
+                        finished,
+                        |n| {
+                            if n == 1 {
+                                failpoint::hit("backup.after-first-part");
+                            }
+                        },
+                    ))),
+                ));
+            }
+            Err(e) => {
+                warn!(source = %source.name, repository = %dest, error = %e, "destination failed before upload");
+                tasks.push((dest.clone(), part_size, None));
+                let d = report
+                    .destinations
+                    .iter_mut()
+                    .find(|d| &d.repository == dest)
+                    .expect("listed");
+                d.error = Some(e.to_string());
+            }
+        }
+    }
+    if senders.is_empty() {
+        return Ok(());
+    }
+
+    let bar = ctx
+        .progress
+        .bytes(&format!("backup {}", source.name), snap.size_hint);
+    let progress: Option<Box<dyn Fn(u64) + Send>> = bar
+        .clone()
+        .map(|b| Box::new(move |n: u64| b.set_position(n)) as Box<dyn Fn(u64) + Send>);
+    let reader = snap.reader;
+    let produced = blocking(move || pipeline::produce(reader, senders, opts, progress)).await;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let _ = done_tx.send(Some(produced.is_ok()));
+    let totals = match produced {
+        Ok(t) => Some(t),
+        Err(e) => {
+            // Uploads abort themselves when told the stream failed; wait for them.
+            for (_, _, task) in tasks.iter_mut() {
+                if let Some(t) = task.take() {
+                    let _ = t.await;
+                }
+            }
+            return Err(e.context(format!("source {}", source.name)));
+        }
+    };
+    let totals = totals.expect("set above");
+    report.raw_size = totals.raw_size;
+
+    let keep_until = started + source.retention.keep_within.unwrap_or_default();
+    for (dest, part_size, task) in tasks {
+        let Some(task) = task else { continue };
+        let d = report
+            .destinations
+            .iter_mut()
+            .find(|d| d.repository == dest)
+            .expect("listed");
+        let uploaded = match task.await {
+            Ok(Ok(u)) => u,
+            Ok(Err(e)) => {
+                warn!(source = %source.name, repository = %dest, error = %e, "upload failed");
+                d.error = Some(e.to_string());
+                continue;
+            }
+            Err(e) => {
+                d.error = Some(format!("upload task failed: {e}"));
+                continue;
+            }
+        };
+        failpoint::hit("backup.before-manifest");
+        let manifest = Manifest {
+            source: source.name.clone(),
+            kind: source.config.kind().to_string(),
+            backup_id: id.to_string(),
+            repository: dest.clone(),
+            started_at: started,
+            finished_at: ctx.clock.now(),
+            consistency_point: snap.consistency_point,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            compression: "zstd".into(),
+            encryption: "none".into(),
+            stored: StoredInfo {
+                size: uploaded.size,
+                sha256: totals.stored_sha256.clone(),
+                chunk_size: part_size as u64,
+                chunks: uploaded.chunks.clone(),
+            },
+            raw: RawInfo {
+                size: totals.raw_size,
+                sha256: totals.raw_sha256.clone(),
+            },
+            counts: snap.counts.clone(),
+            keep_until,
+            engine: snap.details.clone(),
+        };
+        if uploaded.size != totals.stored_size {
+            d.error = Some(format!(
+                "uploaded {} bytes, the stream had {}",
+                uploaded.size, totals.stored_size
+            ));
+            continue;
+        }
+        let store = ctx.store(&dest)?;
+        let put = store
+            .put(
+                &layout::manifest_key(&source.name, id),
+                Bytes::from(seal(MANIFEST_FORMAT, &manifest)),
+                &PutOptions {
+                    mode: PutMode::Create,
+                },
+            )
+            .await;
+        if let Err(e) = put {
+            warn!(source = %source.name, repository = %dest, error = %e, "manifest write failed; backup not committed");
+            d.error = Some(e.to_string());
+            continue;
+        }
+        failpoint::hit("backup.before-catalog");
+        ctx.catalog.upsert_backup(&manifest)?;
+        d.committed = true;
+        d.stored_size = uploaded.size;
+        d.chunks = uploaded.chunks.len();
+        info!(
+            source = %source.name,
+            repository = %dest,
+            backup = %id,
+            raw_bytes = totals.raw_size,
+            stored_bytes = uploaded.size,
+            "backup committed"
+        );
+    }
+    Ok(())
+}
+
+/// Turn a report into the run's error, if it failed anywhere.
+pub fn report_error(report: &BackupReport) -> Option<Error> {
+    report.failure().map(|kind| {
+        Error::new(
+            kind,
+            format!(
+                "backup {}/{}: {}",
+                report.source,
+                report.backup_id,
+                destination_errors(report)
+            ),
+        )
+    })
+}

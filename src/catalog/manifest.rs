@@ -1,0 +1,183 @@
+//! The manifest: the record that makes a backup exist, written last.
+//!
+//! Manifests and verification results are stored "sealed": the JSON body is kept as
+//! exact text inside an envelope that carries the SHA-256 of that text, so a flipped
+//! byte anywhere is detected before a field is trusted.
+
+use crate::engine::counts::Counts;
+use crate::error::{Error, Result};
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Format tag of manifests this version writes and reads.
+pub const MANIFEST_FORMAT: &str = "lifeboat-manifest/1";
+/// Format tag of verification results.
+pub const VERIFY_FORMAT: &str = "lifeboat-verify/1";
+
+/// The stored (compressed) object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct StoredInfo {
+    /// Bytes stored.
+    pub size: u64,
+    /// SHA-256 of all stored bytes.
+    pub sha256: String,
+    /// Size of each chunk but the last.
+    pub chunk_size: u64,
+    /// SHA-256 of each chunk, in order.
+    pub chunks: Vec<String>,
+}
+
+/// The raw stream the engine produced (before compression).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RawInfo {
+    /// Bytes.
+    pub size: u64,
+    /// SHA-256.
+    pub sha256: String,
+}
+
+/// What one backup on one destination is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Manifest {
+    /// Source name.
+    pub source: String,
+    /// Engine kind.
+    pub kind: String,
+    /// Backup id, shared by every destination of the run.
+    pub backup_id: String,
+    /// Repository this manifest describes.
+    pub repository: String,
+    /// When the run started.
+    pub started_at: DateTime<Utc>,
+    /// When the data was complete on this destination.
+    pub finished_at: DateTime<Utc>,
+    /// The instant the data reflects (for RPO).
+    pub consistency_point: DateTime<Utc>,
+    /// lifeboat version that wrote it.
+    pub tool_version: String,
+    /// Host that ran the backup.
+    pub host: String,
+    /// Compression of the stored bytes (`zstd`).
+    pub compression: String,
+    /// Encryption of the stored bytes (`none`).
+    pub encryption: String,
+    /// The stored object.
+    pub stored: StoredInfo,
+    /// The raw stream.
+    pub raw: RawInfo,
+    /// Integrity counts of the snapshot.
+    pub counts: Counts,
+    /// Retention floor: never deleted before this, whatever the policy says later.
+    pub keep_until: DateTime<Utc>,
+    /// Engine-specific details.
+    #[serde(default)]
+    pub engine: serde_json::Value,
+}
+
+/// The result of one verification of one backup on one destination.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct VerifyResult {
+    /// Source name.
+    pub source: String,
+    /// Backup id.
+    pub backup_id: String,
+    /// Repository.
+    pub repository: String,
+    /// When it ran.
+    pub verified_at: DateTime<Utc>,
+    /// Whether the full read-back matched.
+    pub ok: bool,
+    /// `full` (every byte read back) or `sample`.
+    pub mode: String,
+    /// Expected SHA-256 of the stored bytes.
+    pub expected_sha256: String,
+    /// SHA-256 actually read back (absent when the read failed).
+    pub actual_sha256: Option<String>,
+    /// What did not match.
+    pub problems: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct Envelope<'a> {
+    format: String,
+    body_sha256: String,
+    #[serde(borrow)]
+    body: &'a serde_json::value::RawValue,
+}
+
+/// Serialise `body` in an envelope carrying its digest.
+pub fn seal<T: Serialize>(format: &str, body: &T) -> Vec<u8> {
+    let text = serde_json::to_string_pretty(body).expect("manifest types serialise");
+    let digest = hex::encode(Sha256::digest(text.as_bytes()));
+    format!("{{\n\"format\": \"{format}\",\n\"body-sha256\": \"{digest}\",\n\"body\": {text}\n}}\n")
+        .into_bytes()
+}
+
+/// Parse a sealed document, checking format and digest. `what` names it in errors.
+pub fn unseal<T: DeserializeOwned>(format: &str, bytes: &[u8], what: &str) -> Result<T> {
+    let env: Envelope = serde_json::from_slice(bytes)
+        .map_err(|e| Error::integrity(format!("{what}: not a valid sealed document ({e})")))?;
+    if env.format != format {
+        return Err(Error::integrity(format!(
+            "{what}: format `{}`, expected `{format}` (written by another lifeboat version?)",
+            env.format
+        )));
+    }
+    let actual = hex::encode(Sha256::digest(env.body.get().as_bytes()));
+    if actual != env.body_sha256 {
+        return Err(Error::integrity(format!(
+            "{what}: body digest mismatch: expected sha256 {}, actual {actual}",
+            env.body_sha256
+        )));
+    }
+    serde_json::from_str(env.body.get())
+        .map_err(|e| Error::integrity(format!("{what}: invalid content ({e})")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    struct Doc {
+        a: u32,
+        b: String,
+    }
+
+    #[test]
+    fn sealed_documents_round_trip() {
+        let d = Doc {
+            a: 7,
+            b: "x".into(),
+        };
+        let bytes = seal("t/1", &d);
+        assert_eq!(unseal::<Doc>("t/1", &bytes, "doc").unwrap(), d);
+    }
+
+    #[test]
+    fn every_flipped_byte_is_detected() {
+        let bytes = seal(
+            "t/1",
+            &Doc {
+                a: 7,
+                b: "hello".into(),
+            },
+        );
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x01;
+            assert!(
+                unseal::<Doc>("t/1", &bad, "doc").is_err(),
+                "flip at byte {i} ({:?}) went unnoticed",
+                bytes[i] as char
+            );
+        }
+    }
+}

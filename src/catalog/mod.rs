@@ -1,0 +1,295 @@
+//! The catalog: a SQLite cache of what the repositories hold, plus run history.
+//!
+//! Storage is the truth. Every row about a backup comes from its manifest (and
+//! verification results from `verify.json` objects), so the catalog can be deleted and
+//! rebuilt from the repositories at any time (`lifeboat catalog rebuild`).
+
+pub mod manifest;
+
+use crate::error::{Error, Result};
+use chrono::{DateTime, SecondsFormat, Utc};
+use manifest::{Manifest, VerifyResult};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: backups, verifications, runs, deletions.
+    "CREATE TABLE backups (
+        repository TEXT NOT NULL,
+        source TEXT NOT NULL,
+        backup_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT NOT NULL,
+        consistency_point TEXT NOT NULL,
+        keep_until TEXT NOT NULL,
+        stored_size INTEGER NOT NULL,
+        stored_sha256 TEXT NOT NULL,
+        raw_size INTEGER NOT NULL,
+        manifest TEXT NOT NULL,
+        PRIMARY KEY (repository, source, backup_id)
+    );
+    CREATE INDEX backups_by_source ON backups (source, started_at);
+    CREATE TABLE verifications (
+        repository TEXT NOT NULL,
+        source TEXT NOT NULL,
+        backup_id TEXT NOT NULL,
+        verified_at TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        mode TEXT NOT NULL,
+        result TEXT NOT NULL,
+        PRIMARY KEY (repository, source, backup_id, verified_at)
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        source TEXT NOT NULL,
+        backup_id TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        finished_at TEXT NOT NULL,
+        status TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE TABLE deletions (
+        repository TEXT NOT NULL,
+        source TEXT NOT NULL,
+        backup_id TEXT NOT NULL,
+        deleted_at TEXT NOT NULL,
+        reason TEXT NOT NULL
+    );",
+];
+
+/// Times are stored as fixed-width RFC 3339 so that text order is time order.
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse_ts(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_default()
+}
+
+/// A backup on one repository, as the catalog knows it.
+#[derive(Debug, Clone)]
+pub struct CatalogBackup {
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Newest verification result, if any.
+    pub last_verify: Option<VerifyResult>,
+}
+
+impl CatalogBackup {
+    /// Whether the newest full verification matched.
+    pub fn verified(&self) -> bool {
+        self.last_verify
+            .as_ref()
+            .is_some_and(|v| v.ok && v.mode == "full")
+    }
+}
+
+/// The catalog database.
+pub struct Catalog {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Catalog({})", self.path.display())
+    }
+}
+
+impl Catalog {
+    /// Open (creating and migrating) the catalog at `path`.
+    pub fn open(path: &Path) -> Result<Catalog> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| Error::io(format!("creating catalog folder {}", dir.display()), e))?;
+        }
+        let conn = Connection::open(path)
+            .map_err(|e| Error::from(e).context(format!("opening catalog {}", path.display())))?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let version = version.max(0) as usize;
+        if version > MIGRATIONS.len() {
+            return Err(Error::bad_input(format!(
+                "catalog {} has schema version {version}, newer than this lifeboat knows ({}); \
+                 use a newer lifeboat or `lifeboat catalog rebuild` with a fresh --catalog",
+                path.display(),
+                MIGRATIONS.len()
+            )));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(sql)?;
+            tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+            tx.commit()?;
+        }
+        Ok(Catalog {
+            conn: Mutex::new(conn),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The catalog's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Record (or refresh) a committed backup from its manifest.
+    pub fn upsert_backup(&self, m: &Manifest) -> Result<()> {
+        let text = serde_json::to_string(m).expect("manifests serialise");
+        self.conn().execute(
+            "INSERT OR REPLACE INTO backups (repository, source, backup_id, kind, started_at,
+                finished_at, consistency_point, keep_until, stored_size, stored_sha256, raw_size, manifest)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            params![
+                m.repository,
+                m.source,
+                m.backup_id,
+                m.kind,
+                ts(m.started_at),
+                ts(m.finished_at),
+                ts(m.consistency_point),
+                ts(m.keep_until),
+                m.stored.size as i64,
+                m.stored.sha256,
+                m.raw.size as i64,
+                text
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Record a verification result (idempotent for the same result).
+    pub fn record_verification(&self, v: &VerifyResult) -> Result<()> {
+        let text = serde_json::to_string(v).expect("results serialise");
+        self.conn().execute(
+            "INSERT OR REPLACE INTO verifications (repository, source, backup_id, verified_at, ok, mode, result)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![v.repository, v.source, v.backup_id, ts(v.verified_at), v.ok, v.mode, text],
+        )?;
+        Ok(())
+    }
+
+    /// Forget a backup (it was deleted, or vanished from storage), recording why.
+    pub fn remove_backup(
+        &self,
+        repository: &str,
+        source: &str,
+        backup_id: &str,
+        at: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM backups WHERE repository = ?1 AND source = ?2 AND backup_id = ?3",
+            params![repository, source, backup_id],
+        )?;
+        tx.execute(
+            "DELETE FROM verifications WHERE repository = ?1 AND source = ?2 AND backup_id = ?3",
+            params![repository, source, backup_id],
+        )?;
+        tx.execute(
+            "INSERT INTO deletions (repository, source, backup_id, deleted_at, reason) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![repository, source, backup_id, ts(at), reason],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Backups, newest first, optionally of one source and/or one repository.
+    pub fn backups(
+        &self,
+        source: Option<&str>,
+        repository: Option<&str>,
+    ) -> Result<Vec<CatalogBackup>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT b.manifest,
+                    (SELECT v.result FROM verifications v
+                      WHERE v.repository = b.repository AND v.source = b.source AND v.backup_id = b.backup_id
+                      ORDER BY v.verified_at DESC LIMIT 1)
+             FROM backups b
+             WHERE (?1 IS NULL OR b.source = ?1) AND (?2 IS NULL OR b.repository = ?2)
+             ORDER BY b.started_at DESC, b.backup_id DESC, b.repository",
+        )?;
+        let rows = stmt.query_map(params![source, repository], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (m, v) = row?;
+            let manifest: Manifest = serde_json::from_str(&m).map_err(|e| {
+                Error::failed(format!(
+                    "catalog row unreadable ({e}); run `lifeboat catalog rebuild`"
+                ))
+            })?;
+            let last_verify = v.and_then(|v| serde_json::from_str(&v).ok());
+            out.push(CatalogBackup {
+                manifest,
+                last_verify,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Whether the catalog holds this backup.
+    pub fn has_backup(&self, repository: &str, source: &str, backup_id: &str) -> Result<bool> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT 1 FROM backups WHERE repository = ?1 AND source = ?2 AND backup_id = ?3",
+                params![repository, source, backup_id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Record the outcome of a backup run.
+    pub fn record_run(
+        &self,
+        source: &str,
+        backup_id: &str,
+        started: DateTime<Utc>,
+        finished: DateTime<Utc>,
+        status: &str,
+        detail: &str,
+    ) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO runs (source, backup_id, started_at, finished_at, status, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![source, backup_id, ts(started), ts(finished), status, detail],
+        )?;
+        Ok(())
+    }
+
+    /// Delete every cached backup and verification (before a rebuild). Run history
+    /// and deletion records stay: they are not in storage.
+    pub fn clear_backups(&self) -> Result<()> {
+        self.conn()
+            .execute_batch("DELETE FROM backups; DELETE FROM verifications;")?;
+        Ok(())
+    }
+
+    /// The time of the newest deletion record of a backup, if any (for tests and reports).
+    pub fn deletion_count(&self) -> Result<u64> {
+        let n: i64 = self
+            .conn()
+            .query_row("SELECT COUNT(*) FROM deletions", [], |r| r.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// Parse a stored timestamp.
+    pub fn parse_time(s: &str) -> DateTime<Utc> {
+        parse_ts(s)
+    }
+}

@@ -1,0 +1,441 @@
+//! One function per command: call the library, print the report, return the exit code.
+
+use super::{Global, clock};
+use chrono::{DateTime, NaiveDate, Utc};
+use indicatif::HumanBytes;
+use lifeboat::backup::restore::RestoreOptions;
+use lifeboat::backup::run::{self, BackupOptions};
+use lifeboat::backup::verify::VerifySelection;
+use lifeboat::backup::{Context, list, prune, reconcile, restore, verify};
+use lifeboat::catalog::CatalogBackup;
+use lifeboat::policy::{PolicySet, units::format_duration};
+use lifeboat::{Error, ErrorKind};
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+fn print_json(v: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).expect("reports serialise")
+    );
+}
+
+fn t(ts: DateTime<Utc>) -> String {
+    ts.format("%Y-%m-%d %H:%M:%SZ").to_string()
+}
+
+/// Parse `--before`: RFC 3339, or a date (midnight UTC at its end is not assumed:
+/// `2026-11-22` means 2026-11-22T00:00:00Z).
+pub fn parse_time(s: &str) -> anyhow::Result<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(d.and_hms_opt(0, 0, 0).expect("midnight").and_utc());
+    }
+    anyhow::bail!("not a time: write RFC 3339 (2026-11-22T09:30:00Z) or a date (2026-11-22)")
+}
+
+pub fn policy_check(g: &Global, path: &Path) -> anyhow::Result<i32> {
+    let now = clock().now();
+    match PolicySet::load(path) {
+        Ok(set) => {
+            let sources: Vec<_> = set
+                .sources
+                .values()
+                .map(|s| {
+                    let next: Vec<String> = s
+                        .schedule
+                        .as_ref()
+                        .map(|sch| sch.upcoming(now, 3).into_iter().map(t).collect())
+                        .unwrap_or_default();
+                    (s, next)
+                })
+                .collect();
+            if g.json {
+                print_json(&json!({
+                    "valid": true,
+                    "policies": set.root,
+                    "repositories": set.repositories.values().map(|r| json!({"name": r.name, "url": r.url.to_string()})).collect::<Vec<_>>(),
+                    "sources": sources.iter().map(|(s, next)| json!({
+                        "name": s.name,
+                        "kind": s.config.kind(),
+                        "schedule": s.schedule.as_ref().map(|x| x.text()),
+                        "rpo": s.rpo.map(format_duration),
+                        "destinations": s.destinations,
+                        "next-runs": next,
+                    })).collect::<Vec<_>>(),
+                }));
+            } else {
+                println!(
+                    "policy set {}: valid ({} sources, {} repositories)",
+                    set.root.display(),
+                    set.sources.len(),
+                    set.repositories.len()
+                );
+                for (s, next) in &sources {
+                    let when = match &s.schedule {
+                        Some(sch) => {
+                            format!("schedule \"{}\", next: {}", sch.text(), next.join(", "))
+                        }
+                        None => "no schedule (on demand only)".into(),
+                    };
+                    println!(
+                        "  {} ({}) -> {}: {}{}",
+                        s.name,
+                        s.config.kind(),
+                        s.destinations.join(", "),
+                        when,
+                        s.rpo
+                            .map(|r| format!(", rpo {}", format_duration(r)))
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Err(e) if e.kind() == ErrorKind::BadInput => {
+            if g.json {
+                print_json(
+                    &json!({"valid": false, "errors": e.message().lines().collect::<Vec<_>>()}),
+                );
+            } else {
+                eprintln!("{e}");
+            }
+            Ok(ErrorKind::BadInput.exit_code())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn backup(
+    g: &Global,
+    ctx: &Context,
+    sources: Vec<String>,
+    all: bool,
+    dry_run: bool,
+) -> anyhow::Result<i32> {
+    let names: Vec<String> = if all {
+        ctx.policies.sources.keys().cloned().collect()
+    } else if sources.is_empty() {
+        return Err(Error::bad_input(format!(
+            "name the sources to back up, or --all (sources: {})",
+            ctx.policies
+                .sources
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .into());
+    } else {
+        sources
+    };
+    let mut reports = Vec::new();
+    let mut worst: Option<ErrorKind> = None;
+    let mut errors = Vec::new();
+    for name in &names {
+        let source = ctx.policies.source(name)?;
+        match run::backup(ctx, source, &BackupOptions { dry_run }).await {
+            Ok(r) => {
+                if let Some(e) = run::report_error(&r) {
+                    worst = worse(worst, e.kind());
+                    errors.push(e.to_string());
+                }
+                if !g.json {
+                    print_backup(&r);
+                }
+                reports.push(r);
+            }
+            Err(e) => {
+                worst = worse(worst, e.kind());
+                eprintln!("lifeboat: backup {name} failed: {e}");
+                errors.push(format!("{name}: {e}"));
+            }
+        }
+    }
+    if g.json {
+        print_json(&json!({"backups": reports, "errors": errors}));
+    }
+    Ok(worst.map_or(0, ErrorKind::exit_code))
+}
+
+fn worse(a: Option<ErrorKind>, b: ErrorKind) -> Option<ErrorKind> {
+    // A total failure outranks a partial one.
+    match a {
+        Some(ErrorKind::RunFailed) => a,
+        _ if b == ErrorKind::Partial && a.is_some() => a,
+        _ => Some(b),
+    }
+}
+
+fn print_backup(r: &run::BackupReport) {
+    if r.dry_run {
+        println!("dry run: would back up {} as {}", r.source, r.backup_id);
+        for d in &r.destinations {
+            println!("  -> {} : {}", d.repository, d.data_key);
+        }
+        return;
+    }
+    let secs = (r.finished_at - r.started_at).num_milliseconds() as f64 / 1000.0;
+    println!(
+        "{} {}: {} raw in {:.1}s, consistent at {}",
+        r.source,
+        r.backup_id,
+        HumanBytes(r.raw_size),
+        secs,
+        r.consistency_point.map(t).unwrap_or_default()
+    );
+    for d in &r.destinations {
+        if d.committed {
+            println!(
+                "  {}: committed, {} stored in {} chunk(s)",
+                d.repository,
+                HumanBytes(d.stored_size),
+                d.chunks
+            );
+        } else {
+            println!(
+                "  {}: FAILED: {}",
+                d.repository,
+                d.error.as_deref().unwrap_or("unknown")
+            );
+        }
+    }
+    let counts: Vec<String> = r.counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    println!("  counts: {}", counts.join(" "));
+}
+
+fn verify_state(b: &CatalogBackup) -> String {
+    match &b.last_verify {
+        Some(v) if v.ok => format!("ok {}", t(v.verified_at)),
+        Some(v) => format!("FAILED {}", t(v.verified_at)),
+        None => "-".into(),
+    }
+}
+
+pub async fn list(g: &Global, ctx: &Context, source: Option<String>) -> anyhow::Result<i32> {
+    let backups = list::list(ctx, source.as_deref()).await?;
+    if g.json {
+        let rows: Vec<_> = backups
+            .iter()
+            .map(|b| {
+                let m = &b.manifest;
+                json!({
+                    "source": m.source,
+                    "backup-id": m.backup_id,
+                    "repository": m.repository,
+                    "kind": m.kind,
+                    "started-at": m.started_at,
+                    "consistency-point": m.consistency_point,
+                    "raw-size": m.raw.size,
+                    "stored-size": m.stored.size,
+                    "stored-sha256": m.stored.sha256,
+                    "counts": m.counts,
+                    "keep-until": m.keep_until,
+                    "verified": b.verified(),
+                    "last-verification": b.last_verify,
+                })
+            })
+            .collect();
+        print_json(&rows);
+        return Ok(0);
+    }
+    if backups.is_empty() {
+        println!("no committed backups");
+        return Ok(0);
+    }
+    println!(
+        "{:<12} {:<22} {:<12} {:<21} {:>10} {:>10}  {:<24} KEEP-UNTIL",
+        "SOURCE", "BACKUP", "REPOSITORY", "CONSISTENT AT", "RAW", "STORED", "VERIFIED"
+    );
+    for b in &backups {
+        let m = &b.manifest;
+        println!(
+            "{:<12} {:<22} {:<12} {:<21} {:>10} {:>10}  {:<24} {}",
+            m.source,
+            m.backup_id,
+            m.repository,
+            t(m.consistency_point),
+            HumanBytes(m.raw.size).to_string(),
+            HumanBytes(m.stored.size).to_string(),
+            verify_state(b),
+            t(m.keep_until)
+        );
+    }
+    Ok(0)
+}
+
+pub async fn verify(
+    g: &Global,
+    ctx: &Context,
+    ids: Vec<String>,
+    source: Option<String>,
+    all: bool,
+) -> anyhow::Result<i32> {
+    let results = verify::verify(ctx, &VerifySelection { ids, source, all }).await?;
+    let failed = results.iter().filter(|r| !r.ok).count();
+    if g.json {
+        print_json(&results);
+    } else {
+        if results.is_empty() {
+            println!("nothing to verify: no committed backups");
+        }
+        for r in &results {
+            if r.ok {
+                println!(
+                    "OK      {}/{} in {}: sha256 {}",
+                    r.source, r.backup_id, r.repository, r.expected_sha256
+                );
+            } else {
+                println!("FAILED  {}/{} in {}:", r.source, r.backup_id, r.repository);
+                for p in &r.problems {
+                    println!("  {p}");
+                }
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!(
+            "lifeboat: {failed} of {} verification(s) failed",
+            results.len()
+        );
+        return Ok(ErrorKind::Integrity.exit_code());
+    }
+    Ok(0)
+}
+
+pub async fn restore(g: &Global, ctx: &Context, opts: RestoreOptions) -> anyhow::Result<i32> {
+    let r = restore::restore(ctx, &opts).await?;
+    if g.json {
+        print_json(&r);
+    } else {
+        for f in &r.fallbacks {
+            println!("fell back past {f}");
+        }
+        println!(
+            "{} {} from {} (consistent at {}) -> {}",
+            r.source,
+            r.backup_id,
+            r.repository,
+            t(r.consistency_point),
+            r.target
+        );
+        print!("{}", r.counts);
+        if r.swapped {
+            println!("restored: counts match; {} replaced", r.target);
+        }
+    }
+    if !r.swapped {
+        eprintln!(
+            "lifeboat: restore of {}/{} refused: counts differ from the manifest ({}); {} left untouched",
+            r.source,
+            r.backup_id,
+            r.counts.mismatches().join("; "),
+            r.target
+        );
+        return Ok(ErrorKind::Integrity.exit_code());
+    }
+    Ok(0)
+}
+
+pub async fn prune(
+    g: &Global,
+    ctx: &Context,
+    sources: Vec<String>,
+    dry_run: bool,
+) -> anyhow::Result<i32> {
+    let plan = prune::prune(ctx, &sources, dry_run).await?;
+    if g.json {
+        print_json(&plan);
+        return Ok(0);
+    }
+    for i in &plan.items {
+        println!(
+            "{:<6} {:<12} {:<12} {}  {}",
+            if i.keep { "keep" } else { "DELETE" },
+            i.source,
+            i.repository,
+            i.backup_id,
+            i.reasons.join("; ")
+        );
+    }
+    let to_delete = plan.items.iter().filter(|i| !i.keep).count();
+    if dry_run {
+        println!("dry run: {to_delete} to delete, nothing deleted");
+    } else {
+        println!(
+            "deleted {} backup(s), {} leftover(s) of unfinished uploads",
+            plan.deleted, plan.incomplete_uploads_removed
+        );
+    }
+    Ok(0)
+}
+
+pub async fn catalog_rebuild(g: &Global, ctx: &Context) -> anyhow::Result<i32> {
+    let r = reconcile::rebuild(ctx).await?;
+    if g.json {
+        print_json(&r);
+    } else {
+        println!(
+            "catalog {} rebuilt: {} backup(s), {} verification result(s)",
+            ctx.catalog.path().display(),
+            r.added,
+            r.verifications
+        );
+        for i in &r.invalid {
+            println!("  not a backup: {i}");
+        }
+        for u in &r.unreachable {
+            println!("  unreachable: {u}");
+        }
+    }
+    Ok(if r.unreachable.is_empty() {
+        0
+    } else {
+        ErrorKind::Partial.exit_code()
+    })
+}
+
+pub async fn quickstart(g: &Global, dir: Option<PathBuf>) -> anyhow::Result<i32> {
+    let r = lifeboat::quickstart::quickstart(dir, clock(), g.progress()).await?;
+    if g.json {
+        print_json(&r);
+        return Ok(0);
+    }
+    println!("lifeboat quickstart on the embedded default\n");
+    for b in &r.backups {
+        print_backup(b);
+    }
+    println!();
+    for v in &r.verified {
+        println!(
+            "verified {}/{} in {}: full read-back matched",
+            v.source, v.backup_id, v.repository
+        );
+    }
+    println!(
+        "\nrestored {} into {}:",
+        r.restore.backup_id,
+        r.restored.display()
+    );
+    print!("{}", r.restore.counts);
+    println!("\nprune plan:");
+    for i in &r.prune.items {
+        println!(
+            "  {:<6} {}  {}",
+            if i.keep { "keep" } else { "DELETE" },
+            i.backup_id,
+            i.reasons.join("; ")
+        );
+    }
+    let p = r.policies.display();
+    println!("\nwhere everything is:");
+    println!("  policy set   {p}/lifeboat.toml");
+    println!("  database     {}", r.database.display());
+    println!("  repository   {}", r.repository.display());
+    println!("  catalog      {}", r.catalog.display());
+    println!("  restored     {}", r.restored.display());
+    println!("\nnext: lifeboat --policies {p} list   (or: export LIFEBOAT_POLICIES={p})");
+    Ok(0)
+}

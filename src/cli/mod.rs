@@ -1,0 +1,243 @@
+//! Command-line interface: clap definitions and printing. No decisions are made here;
+//! each command calls the library and renders its report as text or JSON.
+
+mod commands;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use lifeboat::backup::Context;
+use lifeboat::catalog::Catalog;
+use lifeboat::clock::{Clock, SystemClock};
+use lifeboat::engine::spool::Spool;
+use lifeboat::policy::{POLICIES_ENV, PolicySet};
+use lifeboat::progress::Progress;
+use lifeboat::{Error, ErrorKind};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// lifeboat: backups and disaster recovery for PostgreSQL, Redis, Neo4j, FAISS and SQLite.
+#[derive(Debug, Parser)]
+#[command(name = "lifeboat", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Policy set: a folder of *.toml files or one file [env: LIFEBOAT_POLICIES]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub policies: Option<PathBuf>,
+    /// Catalog database [default: .lifeboat/catalog.db in the policy set's folder]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub catalog: Option<PathBuf>,
+    /// Folder for spool files [default: the system temp folder]
+    #[arg(long, global = true, value_name = "DIR", env = "LIFEBOAT_SPOOL_DIR")]
+    pub spool_dir: Option<PathBuf>,
+    /// Machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More log output (-v debug, -vv trace)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate policy sets
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Back up sources now
+    Backup {
+        /// Sources to back up
+        sources: Vec<String>,
+        /// Every source of the policy set
+        #[arg(long, conflicts_with = "sources")]
+        all: bool,
+        /// Show what would be done; change nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// List committed backups
+    List {
+        /// Only this source
+        source: Option<String>,
+    },
+    /// Read backups back in full and check every hash against the manifest
+    Verify {
+        /// Backup ids [default: the newest backup of each source]
+        ids: Vec<String>,
+        /// Only this source
+        #[arg(long)]
+        source: Option<String>,
+        /// Every backup, not only the newest
+        #[arg(long, conflicts_with = "ids")]
+        all: bool,
+    },
+    /// Restore a backup into a target, through a staging copy
+    Restore {
+        /// Source to restore
+        source: String,
+        /// Target (for sqlite: the database file)
+        #[arg(long, value_name = "TARGET")]
+        to: String,
+        /// This backup id
+        #[arg(long, conflicts_with = "before")]
+        backup: Option<String>,
+        /// The newest backup at or before this time (RFC 3339, or YYYY-MM-DD in UTC)
+        #[arg(long, value_name = "TIME")]
+        before: Option<String>,
+        /// Only backups whose last full verification matched
+        #[arg(long)]
+        verified: bool,
+        /// Replace a non-empty target
+        #[arg(long)]
+        force: bool,
+        /// Read from this repository only
+        #[arg(long, value_name = "REPOSITORY")]
+        from: Option<String>,
+    },
+    /// Delete backups that no retention rule keeps (plan first)
+    Prune {
+        /// Sources to prune [default: all]
+        sources: Vec<String>,
+        /// Show the plan; delete nothing
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Catalog maintenance
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+    /// Demo on the embedded default: back up, verify, restore, prune a SQLite database
+    Quickstart {
+        /// Folder to create [default: a fresh folder in the system temp folder]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check a policy set and show each source's next run times
+    Check {
+        /// Policy set [default: --policies]
+        path: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Rebuild the catalog from the manifests and verification results in every repository
+    Rebuild,
+}
+
+impl Global {
+    /// The policy set path, or an error that says how to name one.
+    pub fn policies_path(&self) -> Result<PathBuf, Error> {
+        if let Some(p) = &self.policies {
+            return Ok(p.clone());
+        }
+        match std::env::var_os(POLICIES_ENV) {
+            Some(p) if !p.is_empty() => Ok(PathBuf::from(p)),
+            _ => Err(Error::bad_input(format!(
+                "no policy set named: pass --policies PATH (a folder of *.toml files or one file) \
+                 or set ${POLICIES_ENV}; `lifeboat quickstart` writes an example"
+            ))),
+        }
+    }
+
+    /// Load policies, open the catalog and build the context.
+    pub fn context(&self) -> anyhow::Result<Context> {
+        let path = self.policies_path()?;
+        let policies = PolicySet::load(&path)?;
+        let catalog_path = self
+            .catalog
+            .clone()
+            .unwrap_or_else(|| policies.default_catalog());
+        let catalog = Catalog::open(&catalog_path)?;
+        Ok(Context::new(
+            policies,
+            catalog,
+            clock(),
+            Spool::new(self.spool_dir.clone()),
+            self.progress(),
+        ))
+    }
+
+    /// Progress display per terminal and flags.
+    pub fn progress(&self) -> Progress {
+        Progress::detect(self.quiet, self.json)
+    }
+}
+
+/// The process clock.
+pub fn clock() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}
+
+/// Run the command; the returned code is the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<i32> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Policy(PolicyCommand::Check { path }) => {
+            let path = match path {
+                Some(p) => p,
+                None => g.policies_path()?,
+            };
+            commands::policy_check(g, &path)
+        }
+        Command::Backup {
+            sources,
+            all,
+            dry_run,
+        } => commands::backup(g, &g.context()?, sources, all, dry_run).await,
+        Command::List { source } => commands::list(g, &g.context()?, source).await,
+        Command::Verify { ids, source, all } => {
+            commands::verify(g, &g.context()?, ids, source, all).await
+        }
+        Command::Restore {
+            source,
+            to,
+            backup,
+            before,
+            verified,
+            force,
+            from,
+        } => {
+            let before = before
+                .map(|b| commands::parse_time(&b).with_context(|| format!("--before {b}")))
+                .transpose()
+                .map_err(|e| Error::bad_input(format!("{e:#}")))?;
+            let opts = lifeboat::backup::restore::RestoreOptions {
+                source,
+                target: to,
+                backup_id: backup,
+                before,
+                verified,
+                force,
+                from,
+            };
+            commands::restore(g, &g.context()?, opts).await
+        }
+        Command::Prune { sources, dry_run } => {
+            commands::prune(g, &g.context()?, sources, dry_run).await
+        }
+        Command::Catalog(CatalogCommand::Rebuild) => {
+            commands::catalog_rebuild(g, &g.context()?).await
+        }
+        Command::Quickstart { dir } => commands::quickstart(g, dir).await,
+    }
+}
+
+/// The exit code for an error from `run`.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    err.downcast_ref::<Error>()
+        .map(|e| e.kind())
+        .unwrap_or(ErrorKind::RunFailed)
+        .exit_code()
+}

@@ -1,0 +1,245 @@
+//! The restore and verify side of the pipeline.
+
+use super::IntegrityMismatch;
+use crate::catalog::manifest::Manifest;
+use crate::error::{Error, Result};
+use crate::storage::{StorageResult, Store};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use std::io::{self, Read};
+use std::sync::Arc;
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+
+fn mismatch(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, IntegrityMismatch(msg))
+}
+
+/// If `err` carries an [`IntegrityMismatch`], its message.
+pub fn integrity_of(err: &io::Error) -> Option<String> {
+    err.get_ref()
+        .and_then(|e| e.downcast_ref::<IntegrityMismatch>())
+        .map(|m| m.0.clone())
+}
+
+/// Reads a stored object chunk by chunk, checking each chunk's SHA-256 against the
+/// manifest before returning any of its bytes, and the whole object's hash and size at
+/// the end. The next chunk is fetched while the current one is consumed.
+///
+/// Must be used from a blocking thread inside a tokio runtime.
+pub struct ChunkReader {
+    store: Arc<dyn Store>,
+    key: String,
+    what: String,
+    chunk_size: u64,
+    size: u64,
+    expected: Vec<String>,
+    expected_total: String,
+    next_index: usize,
+    pending: Option<JoinHandle<StorageResult<Bytes>>>,
+    current: Bytes,
+    whole: Sha256,
+    done: bool,
+    /// Keep reading after a chunk mismatch (verify wants the whole object's hash).
+    tolerate: bool,
+    /// Chunk mismatches seen when `tolerate` is set.
+    pub problems: Vec<String>,
+    handle: Handle,
+    /// SHA-256 of everything read, once the end was reached.
+    pub actual_sha256: Option<String>,
+}
+
+impl ChunkReader {
+    /// A reader of the data object of `manifest` in `store`.
+    pub fn new(store: Arc<dyn Store>, key: String, manifest: &Manifest, handle: Handle) -> Self {
+        let what = format!(
+            "backup {}/{} in repository {}",
+            manifest.source,
+            manifest.backup_id,
+            store.name()
+        );
+        ChunkReader {
+            store,
+            key,
+            what,
+            chunk_size: manifest.stored.chunk_size,
+            size: manifest.stored.size,
+            expected: manifest.stored.chunks.clone(),
+            expected_total: manifest.stored.sha256.clone(),
+            next_index: 0,
+            pending: None,
+            current: Bytes::new(),
+            whole: Sha256::new(),
+            done: false,
+            tolerate: false,
+            problems: Vec::new(),
+            handle,
+            actual_sha256: None,
+        }
+    }
+
+    /// Read to the end even after a chunk mismatch, collecting problems (for verify).
+    pub fn tolerant(mut self) -> Self {
+        self.tolerate = true;
+        self
+    }
+
+    fn fetch(&self, index: usize) -> Option<JoinHandle<StorageResult<Bytes>>> {
+        if index >= self.expected.len() {
+            return None;
+        }
+        let start = index as u64 * self.chunk_size;
+        let end = (start + self.chunk_size).min(self.size);
+        let store = self.store.clone();
+        let key = self.key.clone();
+        Some(
+            self.handle
+                .spawn(async move { store.get_range(&key, start..end).await }),
+        )
+    }
+
+    fn next_chunk(&mut self) -> io::Result<bool> {
+        if self.next_index >= self.expected.len() {
+            return Ok(false);
+        }
+        let pending = match self.pending.take() {
+            Some(p) => p,
+            None => self.fetch(self.next_index).expect("index in range"),
+        };
+        let data = self
+            .handle
+            .block_on(pending)
+            .map_err(io::Error::other)?
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        let index = self.next_index;
+        self.next_index += 1;
+        self.pending = self.fetch(self.next_index);
+        self.whole.update(&data);
+        let actual = hex::encode(Sha256::digest(&data));
+        if actual != self.expected[index] {
+            let msg = format!(
+                "{}: chunk {} of {}: expected sha256 {}, actual {actual}",
+                self.what,
+                index + 1,
+                self.expected.len(),
+                self.expected[index]
+            );
+            if !self.tolerate {
+                return Err(mismatch(msg));
+            }
+            self.problems.push(msg);
+        }
+        self.current = data;
+        Ok(true)
+    }
+
+    fn finish(&mut self) -> io::Result<()> {
+        self.done = true;
+        let actual = hex::encode(std::mem::take(&mut self.whole).finalize());
+        self.actual_sha256 = Some(actual.clone());
+        if actual != self.expected_total {
+            let msg = format!(
+                "{}: stored object: expected sha256 {}, actual {actual}",
+                self.what, self.expected_total
+            );
+            if !self.tolerate {
+                return Err(mismatch(msg));
+            }
+            self.problems.push(msg);
+        }
+        Ok(())
+    }
+}
+
+impl Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            if self.done {
+                return Ok(0);
+            }
+            if !self.next_chunk()? {
+                self.finish()?;
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// Checks the decompressed stream against the manifest's raw size and SHA-256 when it
+/// reaches its end: the engine only sees end-of-stream after the check passed.
+pub struct RawCheck<R> {
+    inner: R,
+    hasher: Sha256,
+    size: u64,
+    expected_size: u64,
+    expected_sha256: String,
+    what: String,
+    checked: bool,
+}
+
+impl<R: Read> RawCheck<R> {
+    /// Wrap `inner`, the decompressed stream of `manifest`.
+    pub fn new(inner: R, manifest: &Manifest) -> Self {
+        RawCheck {
+            inner,
+            hasher: Sha256::new(),
+            size: 0,
+            expected_size: manifest.raw.size,
+            expected_sha256: manifest.raw.sha256.clone(),
+            what: format!("backup {}/{}", manifest.source, manifest.backup_id),
+            checked: false,
+        }
+    }
+}
+
+impl<R: Read> Read for RawCheck<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n > 0 {
+            self.hasher.update(&buf[..n]);
+            self.size += n as u64;
+            if self.size > self.expected_size {
+                return Err(mismatch(format!(
+                    "{}: raw stream longer than the manifest's {} bytes",
+                    self.what, self.expected_size
+                )));
+            }
+            return Ok(n);
+        }
+        if !self.checked {
+            self.checked = true;
+            let actual = hex::encode(std::mem::take(&mut self.hasher).finalize());
+            if self.size != self.expected_size || actual != self.expected_sha256 {
+                return Err(mismatch(format!(
+                    "{}: raw stream: expected {} bytes sha256 {}, actual {} bytes sha256 {actual}",
+                    self.what, self.expected_size, self.expected_sha256, self.size
+                )));
+            }
+        }
+        Ok(0)
+    }
+}
+
+/// Map an I/O error from a read chain to the crate error, keeping integrity failures
+/// as such (exit 4).
+pub fn read_error(context: &str, err: io::Error) -> Error {
+    match integrity_of(&err) {
+        Some(msg) => Error::integrity(msg),
+        None => Error::io(context, err),
+    }
+}
+
+/// Open the decompressing, fully checked raw stream of `manifest`'s data in `store`.
+pub fn open_raw(
+    store: Arc<dyn Store>,
+    key: String,
+    manifest: &Manifest,
+    handle: Handle,
+) -> Result<RawCheck<zstd::stream::read::Decoder<'static, io::BufReader<ChunkReader>>>> {
+    let chunks = ChunkReader::new(store, key, manifest, handle);
+    let decoder = zstd::stream::read::Decoder::new(chunks).map_err(|e| Error::io("zstd", e))?;
+    Ok(RawCheck::new(decoder, manifest))
+}

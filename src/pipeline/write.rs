@@ -1,0 +1,188 @@
+//! The backup side of the pipeline.
+
+use crate::error::{Error, Result};
+use crate::storage::{MultipartUpload, StorageError};
+use bytes::{Bytes, BytesMut};
+use sha2::{Digest, Sha256};
+use std::io::Read;
+use tokio::sync::mpsc;
+
+/// Tuning of the stream.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamOptions {
+    /// zstd level.
+    pub level: i32,
+    /// Size of blocks handed to uploaders.
+    pub block_size: usize,
+    /// Blocks queued per destination before the reader waits.
+    pub queue_depth: usize,
+}
+
+impl Default for StreamOptions {
+    fn default() -> Self {
+        StreamOptions {
+            level: 3,
+            block_size: 1 << 20,
+            queue_depth: 8,
+        }
+    }
+}
+
+/// Sizes and hashes of one produced stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineTotals {
+    /// Raw bytes read from the engine.
+    pub raw_size: u64,
+    /// SHA-256 of the raw bytes.
+    pub raw_sha256: String,
+    /// Compressed bytes produced.
+    pub stored_size: u64,
+    /// SHA-256 of the compressed bytes.
+    pub stored_sha256: String,
+}
+
+struct HashingReader<R> {
+    inner: R,
+    hasher: Sha256,
+    size: u64,
+    progress: Option<Box<dyn Fn(u64) + Send>>,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.size += n as u64;
+        if let Some(p) = &self.progress {
+            p(self.size);
+        }
+        Ok(n)
+    }
+}
+
+/// Read `raw` to its end, compress, hash, and send every block to each sender.
+///
+/// Runs on a blocking thread. A destination whose receiver is gone (its upload failed)
+/// is dropped from the fan-out; the others go on. Fails if reading or compressing
+/// fails, or if no destination is left.
+pub fn produce(
+    raw: impl Read,
+    senders: Vec<mpsc::Sender<Bytes>>,
+    opts: StreamOptions,
+    progress: Option<Box<dyn Fn(u64) + Send>>,
+) -> Result<PipelineTotals> {
+    let hashing = HashingReader {
+        inner: raw,
+        hasher: Sha256::new(),
+        size: 0,
+        progress,
+    };
+    let mut encoder = zstd::stream::read::Encoder::new(hashing, opts.level)
+        .map_err(|e| Error::io("starting zstd", e))?;
+    let mut stored = Sha256::new();
+    let mut stored_size = 0u64;
+    let mut senders: Vec<Option<mpsc::Sender<Bytes>>> = senders.into_iter().map(Some).collect();
+    loop {
+        let mut block = BytesMut::zeroed(opts.block_size);
+        let mut filled = 0;
+        // Fill whole blocks so uploads see few, large writes.
+        while filled < block.len() {
+            let n = encoder
+                .read(&mut block[filled..])
+                .map_err(|e| Error::io("reading the source stream", e))?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        if filled == 0 {
+            break;
+        }
+        block.truncate(filled);
+        let block = block.freeze();
+        stored.update(&block);
+        stored_size += filled as u64;
+        for slot in senders.iter_mut() {
+            if let Some(tx) = slot
+                && tx.blocking_send(block.clone()).is_err()
+            {
+                *slot = None;
+            }
+        }
+        if senders.iter().all(Option::is_none) {
+            return Err(Error::failed(
+                "every destination failed; stopped reading the source",
+            ));
+        }
+    }
+    let hashing = encoder.finish().into_inner();
+    Ok(PipelineTotals {
+        raw_size: hashing.size,
+        raw_sha256: hex::encode(hashing.hasher.finalize()),
+        stored_size,
+        stored_sha256: hex::encode(stored.finalize()),
+    })
+}
+
+/// What one destination's upload produced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestinationUpload {
+    /// Bytes uploaded.
+    pub size: u64,
+    /// SHA-256 of each part.
+    pub chunks: Vec<String>,
+}
+
+/// Receive blocks, cut them into `part_size` parts, hash and upload each part.
+///
+/// The upload is completed only after the producer closed the channel normally,
+/// i.e. `finished` resolves to true; otherwise (or on any error) it is aborted, so
+/// nothing partial ever becomes visible.
+pub async fn upload(
+    mut up: Box<dyn MultipartUpload>,
+    mut rx: mpsc::Receiver<Bytes>,
+    part_size: usize,
+    finished: impl std::future::Future<Output = bool>,
+    after_part: impl Fn(usize),
+) -> Result<DestinationUpload> {
+    let result: std::result::Result<DestinationUpload, StorageError> = async {
+        let mut buf = BytesMut::with_capacity(part_size);
+        let mut chunks = Vec::new();
+        let mut size = 0u64;
+        while let Some(block) = rx.recv().await {
+            buf.extend_from_slice(&block);
+            while buf.len() >= part_size {
+                let part = buf.split_to(part_size).freeze();
+                chunks.push(hex::encode(Sha256::digest(&part)));
+                size += part.len() as u64;
+                up.put_part(part).await?;
+                after_part(chunks.len());
+            }
+        }
+        if !buf.is_empty() || chunks.is_empty() {
+            let part = buf.freeze();
+            chunks.push(hex::encode(Sha256::digest(&part)));
+            size += part.len() as u64;
+            up.put_part(part).await?;
+            after_part(chunks.len());
+        }
+        Ok(DestinationUpload { size, chunks })
+    }
+    .await;
+    match result {
+        Ok(done) if finished.await => {
+            up.complete().await?;
+            Ok(done)
+        }
+        Ok(_) => {
+            let _ = up.abort().await;
+            Err(Error::failed("the source stream failed; upload aborted"))
+        }
+        Err(e) => {
+            // Dropping the receiver tells the producer to stop feeding this destination.
+            drop(rx);
+            let _ = up.abort().await;
+            Err(e.into())
+        }
+    }
+}

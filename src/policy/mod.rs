@@ -1,0 +1,668 @@
+//! Policy sets: TOML text -> validated model, with no I/O beyond reading the files.
+//!
+//! A policy set is a folder whose top-level `*.toml` files declare `[repositories.NAME]`
+//! and `[sources.NAME]` (DR plans live under `dr/`). A single file is a set too.
+//! Validation reports every problem at once, each as `FILE: dotted.field: problem (fix)`.
+
+mod fields;
+pub mod schedule;
+pub mod units;
+
+use crate::error::{Error, Result};
+use chrono::Duration;
+use fields::Fields;
+pub use schedule::Schedule;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The policy set shipped inside the binary (`policies/local/`), written out by `quickstart`.
+pub const EMBEDDED_DEFAULT: &[(&str, &str)] = &[(
+    "lifeboat.toml",
+    include_str!("../../policies/local/lifeboat.toml"),
+)];
+
+/// Default size of the chunks whose hashes the manifest records (and of upload parts).
+pub const DEFAULT_PART_SIZE: u64 = 16 << 20;
+
+/// One validation problem, located by file and dotted field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    /// The policy file.
+    pub file: PathBuf,
+    /// The dotted field, e.g. `sources.app.retention.keep-within`.
+    pub field: String,
+    /// What is wrong and how to fix it.
+    pub problem: String,
+}
+
+impl PolicyError {
+    fn new(file: &Path, field: impl Into<String>, problem: impl Into<String>) -> Self {
+        PolicyError {
+            file: file.to_path_buf(),
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {}: {}",
+            self.file.display(),
+            self.field,
+            self.problem
+        )
+    }
+}
+
+/// Every problem found in a policy set.
+#[derive(Debug, Clone)]
+pub struct PolicyErrors(pub Vec<PolicyError>);
+
+impl fmt::Display for PolicyErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl From<PolicyErrors> for Error {
+    fn from(errs: PolicyErrors) -> Self {
+        Error::bad_input(format!(
+            "{errs}\n{} problem(s) in the policy set",
+            errs.0.len()
+        ))
+    }
+}
+
+/// A validated policy set.
+#[derive(Debug, Clone)]
+pub struct PolicySet {
+    /// The folder of the set (for a single file, its folder).
+    pub root: PathBuf,
+    /// The policy files read, in order.
+    pub files: Vec<PathBuf>,
+    /// Repositories by name.
+    pub repositories: BTreeMap<String, Repository>,
+    /// Sources by name.
+    pub sources: BTreeMap<String, Source>,
+}
+
+/// Where backups are stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RepositoryUrl {
+    /// A local (or mounted) directory.
+    Local(PathBuf),
+}
+
+impl fmt::Display for RepositoryUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RepositoryUrl::Local(p) => write!(f, "file://{}", p.display()),
+        }
+    }
+}
+
+/// A repository declared as `[repositories.NAME]`.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    /// Its name in the policy.
+    pub name: String,
+    /// Its location.
+    pub url: RepositoryUrl,
+    /// Chunk size of stored objects (and upload part size).
+    pub part_size: u64,
+    /// The file that declares it.
+    pub file: PathBuf,
+}
+
+/// Retention rules of a source (see [`crate::backup::retention`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Retention {
+    /// Keep the N newest backups.
+    pub keep_last: Option<u32>,
+    /// Keep every backup younger than this; also each backup's `keep-until` floor.
+    pub keep_within: Option<Duration>,
+    /// Keep the newest backup of each of the last N hours that have one.
+    pub keep_hourly: Option<u32>,
+    /// ... days.
+    pub keep_daily: Option<u32>,
+    /// ... ISO weeks.
+    pub keep_weekly: Option<u32>,
+    /// ... months.
+    pub keep_monthly: Option<u32>,
+    /// ... years.
+    pub keep_yearly: Option<u32>,
+}
+
+impl Retention {
+    /// True when no rule is set: nothing is ever deleted.
+    pub fn is_empty(&self) -> bool {
+        *self == Retention::default()
+    }
+}
+
+/// The engine-specific part of a source.
+#[derive(Debug, Clone)]
+pub enum SourceConfig {
+    /// A SQLite database file.
+    Sqlite {
+        /// Path of the database file.
+        path: PathBuf,
+    },
+}
+
+impl SourceConfig {
+    /// The engine kind as written in policies.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Sqlite { .. } => "sqlite",
+        }
+    }
+}
+
+/// A source declared as `[sources.NAME]`.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// Its name (also its folder in every repository).
+    pub name: String,
+    /// Engine and connection.
+    pub config: SourceConfig,
+    /// When the scheduler backs it up; `None`: on demand only.
+    pub schedule: Option<Schedule>,
+    /// Recovery point objective.
+    pub rpo: Option<Duration>,
+    /// Repository names, in order of preference for restores.
+    pub destinations: Vec<String>,
+    /// Retention rules.
+    pub retention: Retention,
+    /// The file that declares it.
+    pub file: PathBuf,
+}
+
+const KINDS: &[&str] = &["sqlite"];
+const SOURCE_KEYS: &[&str] = &[
+    "kind",
+    "description",
+    "schedule",
+    "rpo",
+    "destinations",
+    "retention",
+];
+const SQLITE_KEYS: &[&str] = &["path"];
+const RETENTION_KEYS: &[&str] = &[
+    "keep-last",
+    "keep-within",
+    "keep-hourly",
+    "keep-daily",
+    "keep-weekly",
+    "keep-monthly",
+    "keep-yearly",
+];
+const REPOSITORY_KEYS: &[&str] = &["url", "part-size", "description"];
+const TOP_KEYS: &[&str] = &["repositories", "sources"];
+
+/// Where a policy set is found when `--policies` is not given.
+pub const POLICIES_ENV: &str = "LIFEBOAT_POLICIES";
+
+impl PolicySet {
+    /// Load and validate the set at `path` (a folder or a single `.toml` file).
+    pub fn load(path: &Path) -> Result<PolicySet> {
+        let (root, files) = list_files(path)?;
+        let mut texts = Vec::new();
+        for f in &files {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| Error::io(format!("reading policy file {}", f.display()), e))?;
+            texts.push((f.clone(), text));
+        }
+        Self::from_texts(root, &texts).map_err(Error::from)
+    }
+
+    /// Validate policy texts (pure: no I/O). `root` resolves relative paths.
+    pub fn from_texts(
+        root: PathBuf,
+        texts: &[(PathBuf, String)],
+    ) -> std::result::Result<PolicySet, PolicyErrors> {
+        let mut errs = Vec::new();
+        // Names declared anywhere (valid or not) and every source's destinations, so the
+        // cross-references are checked even for tables that had other problems.
+        let mut declared_repos: Vec<String> = Vec::new();
+        let mut references: Vec<(PathBuf, String, Vec<String>)> = Vec::new();
+        let mut set = PolicySet {
+            root: root.clone(),
+            files: texts.iter().map(|(f, _)| f.clone()).collect(),
+            repositories: BTreeMap::new(),
+            sources: BTreeMap::new(),
+        };
+        for (file, text) in texts {
+            let table: toml::Table = match toml::from_str(text) {
+                Ok(t) => t,
+                Err(e) => {
+                    let msg = e.message().to_string();
+                    let where_ = e
+                        .span()
+                        .map(|s| {
+                            let line = text[..s.start].matches('\n').count() + 1;
+                            format!("line {line}")
+                        })
+                        .unwrap_or_else(|| "syntax".into());
+                    errs.push(PolicyError::new(
+                        file,
+                        where_,
+                        format!("not valid TOML: {msg}"),
+                    ));
+                    continue;
+                }
+            };
+            let base = file.parent().unwrap_or(&root).to_path_buf();
+            let mut top = Fields::new(file, "", &table);
+            if let Some(repos) = top.opt_table(&mut errs, "repositories") {
+                for (name, value) in repos {
+                    let field = format!("repositories.{name}");
+                    check_name(&mut errs, file, &field, name);
+                    let Some(t) = value.as_table() else {
+                        errs.push(PolicyError::new(
+                            file,
+                            &field,
+                            "expected a table, e.g. [repositories.local] url = \"file:./repository\"",
+                        ));
+                        continue;
+                    };
+                    if let Some(prev) = set.repositories.get(name) {
+                        errs.push(PolicyError::new(
+                            file,
+                            &field,
+                            format!(
+                                "declared again (first in {}); give each repository one name",
+                                prev.file.display()
+                            ),
+                        ));
+                        continue;
+                    }
+                    declared_repos.push(name.clone());
+                    if let Some(repo) = read_repository(&mut errs, file, &base, name, t) {
+                        set.repositories.insert(name.clone(), repo);
+                    }
+                }
+            }
+            if let Some(sources) = top.opt_table(&mut errs, "sources") {
+                for (name, value) in sources {
+                    let field = format!("sources.{name}");
+                    check_name(&mut errs, file, &field, name);
+                    let Some(t) = value.as_table() else {
+                        errs.push(PolicyError::new(
+                            file,
+                            &field,
+                            "expected a table, e.g. [sources.app] kind = \"sqlite\"",
+                        ));
+                        continue;
+                    };
+                    if let Some(prev) = set.sources.get(name) {
+                        errs.push(PolicyError::new(
+                            file,
+                            &field,
+                            format!(
+                                "declared again (first in {}); give each source one name",
+                                prev.file.display()
+                            ),
+                        ));
+                        continue;
+                    }
+                    let (src, destinations) = read_source(&mut errs, file, &base, name, t);
+                    references.push((file.clone(), name.clone(), destinations));
+                    if let Some(src) = src {
+                        set.sources.insert(name.clone(), src);
+                    }
+                }
+            }
+            top.finish(&mut errs, TOP_KEYS);
+        }
+        // Cross-references are checked once every file is read.
+        declared_repos.sort();
+        for (file, source, destinations) in &references {
+            for (i, dest) in destinations.iter().enumerate() {
+                if !declared_repos.contains(dest) {
+                    let known: Vec<&str> = declared_repos.iter().map(|s| s.as_str()).collect();
+                    errs.push(PolicyError::new(
+                        file,
+                        format!("sources.{source}.destinations[{i}]"),
+                        format!(
+                            "unknown repository `{dest}` (declared: {}; add [repositories.{dest}])",
+                            if known.is_empty() {
+                                "none".to_string()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    ));
+                }
+            }
+        }
+        if set.sources.is_empty() && errs.is_empty() {
+            errs.push(PolicyError::new(
+                texts.first().map(|(f, _)| f.as_path()).unwrap_or(&root),
+                "sources",
+                "the set declares no source (add a [sources.NAME] table)",
+            ));
+        }
+        if errs.is_empty() {
+            Ok(set)
+        } else {
+            Err(PolicyErrors(errs))
+        }
+    }
+
+    /// The source `name`, or an error listing the declared ones.
+    pub fn source(&self, name: &str) -> Result<&Source> {
+        self.sources.get(name).ok_or_else(|| {
+            Error::bad_input(format!(
+                "unknown source `{name}` (declared in {}: {})",
+                self.root.display(),
+                self.sources.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
+    /// The default catalog path: `.lifeboat/catalog.db` inside the set's folder.
+    pub fn default_catalog(&self) -> PathBuf {
+        self.root.join(".lifeboat").join("catalog.db")
+    }
+}
+
+/// The files of a set: `*.toml` at the top of a folder, sorted; or the one file named.
+fn list_files(path: &Path) -> Result<(PathBuf, Vec<PathBuf>)> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        Error::bad_input(format!(
+            "policy set {}: {e} (name a folder of *.toml files or one file with --policies or ${POLICIES_ENV})",
+            path.display()
+        ))
+    })?;
+    if meta.is_file() {
+        let root = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        return Ok((root, vec![path.to_path_buf()]));
+    }
+    let mut files = Vec::new();
+    let entries = std::fs::read_dir(path)
+        .map_err(|e| Error::io(format!("listing policy set {}", path.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(path.display(), e))?;
+        let p = entry.path();
+        if p.is_file() && p.extension().is_some_and(|x| x == "toml") {
+            files.push(p);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::bad_input(format!(
+            "policy set {}: no *.toml file at its top level (see policies/local/ for an example)",
+            path.display()
+        )));
+    }
+    Ok((path.to_path_buf(), files))
+}
+
+/// Names become folder names in every repository: keep them portable.
+fn check_name(errs: &mut Vec<PolicyError>, file: &Path, field: &str, name: &str) {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !ok {
+        errs.push(PolicyError::new(
+            file,
+            field,
+            format!(
+                "name `{name}` must be 1-64 of a-z, 0-9, - and _, starting with a letter or digit (it becomes a folder in every repository)"
+            ),
+        ));
+    }
+}
+
+fn read_repository(
+    errs: &mut Vec<PolicyError>,
+    file: &Path,
+    base: &Path,
+    name: &str,
+    t: &toml::Table,
+) -> Option<Repository> {
+    let n = errs.len();
+    let mut f = Fields::new(file, format!("repositories.{name}"), t);
+    let url = f.req_str(
+        errs,
+        "url",
+        "url = \"file:./repository\" or \"file:///absolute/path\"",
+    );
+    let part_size = f.opt_size(errs, "part-size").unwrap_or(DEFAULT_PART_SIZE);
+    if !(64 << 10..=5 << 30).contains(&part_size) {
+        f.error(errs, "part-size", "must be between 64KiB and 5GiB");
+    }
+    f.opt_str(errs, "description");
+    let url = url.and_then(|u| match parse_repository_url(u, base) {
+        Ok(url) => Some(url),
+        Err(problem) => {
+            f.error(errs, "url", problem);
+            None
+        }
+    });
+    f.finish(errs, REPOSITORY_KEYS);
+    (errs.len() == n).then(|| Repository {
+        name: name.to_string(),
+        url: url.expect("checked"),
+        part_size,
+        file: file.to_path_buf(),
+    })
+}
+
+/// `file:///abs`, `file://./rel`, `file:rel`; relative paths are resolved against `base`.
+fn parse_repository_url(url: &str, base: &Path) -> std::result::Result<RepositoryUrl, String> {
+    if let Some(rest) = url.strip_prefix("file:") {
+        let rest = rest.strip_prefix("//").unwrap_or(rest);
+        if rest.is_empty() {
+            return Err(format!("`{url}`: no path (write \"file:./repository\")"));
+        }
+        let p = Path::new(rest);
+        let full = if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            base.join(p)
+        };
+        // Drop `.` components so paths print as users expect.
+        return Ok(RepositoryUrl::Local(
+            full.components()
+                .filter(|c| !matches!(c, std::path::Component::CurDir))
+                .collect(),
+        ));
+    }
+    let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or(url);
+    Err(format!(
+        "`{url}`: unsupported scheme `{scheme}` (supported: file:///absolute/path, file:relative/path)"
+    ))
+}
+
+fn read_source(
+    errs: &mut Vec<PolicyError>,
+    file: &Path,
+    base: &Path,
+    name: &str,
+    t: &toml::Table,
+) -> (Option<Source>, Vec<String>) {
+    let n = errs.len();
+    let mut f = Fields::new(file, format!("sources.{name}"), t);
+    let kind = f.req_str(errs, "kind", &format!("kind = one of {}", KINDS.join(", ")));
+    f.opt_str(errs, "description");
+    let schedule = f
+        .opt_str(errs, "schedule")
+        .and_then(|s| match Schedule::parse(s) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                f.error(errs, "schedule", e);
+                None
+            }
+        });
+    let rpo = f.opt_duration(errs, "rpo");
+    let destinations: Vec<String> = match f.str_list(errs, "destinations") {
+        Some(d) if d.is_empty() => {
+            f.error(errs, "destinations", "empty (name at least one repository)");
+            vec![]
+        }
+        Some(d) => d.iter().map(|s| s.to_string()).collect(),
+        None => {
+            if !t.contains_key("destinations") {
+                f.error(
+                    errs,
+                    "destinations",
+                    "missing (add destinations = [\"REPOSITORY\", ...])",
+                );
+            }
+            vec![]
+        }
+    };
+    for (i, d) in destinations.iter().enumerate() {
+        if destinations[..i].contains(d) {
+            f.error(
+                errs,
+                &format!("destinations[{i}]"),
+                format!("`{d}` is listed twice"),
+            );
+        }
+    }
+    let retention = match f.opt_table(errs, "retention") {
+        Some(rt) => read_retention(errs, file, name, rt),
+        None => Retention::default(),
+    };
+    let mut allowed: Vec<&str> = SOURCE_KEYS.to_vec();
+    let config = match kind {
+        Some("sqlite") => {
+            allowed.extend_from_slice(SQLITE_KEYS);
+            f.req_str(errs, "path", "path = \"path/to/database.db\"")
+                .map(|p| SourceConfig::Sqlite { path: base.join(p) })
+        }
+        Some(other) => {
+            f.error(
+                errs,
+                "kind",
+                format!("unknown kind `{other}` (valid kinds: {})", KINDS.join(", ")),
+            );
+            None
+        }
+        None => None,
+    };
+    f.finish(errs, &allowed);
+    let source = match config {
+        Some(config) if errs.len() == n => Some(Source {
+            name: name.to_string(),
+            config,
+            schedule,
+            rpo,
+            destinations: destinations.clone(),
+            retention,
+            file: file.to_path_buf(),
+        }),
+        _ => None,
+    };
+    (source, destinations)
+}
+
+fn read_retention(
+    errs: &mut Vec<PolicyError>,
+    file: &Path,
+    name: &str,
+    t: &toml::Table,
+) -> Retention {
+    let mut f = Fields::new(file, format!("sources.{name}.retention"), t);
+    let r = Retention {
+        keep_last: f.opt_u32(errs, "keep-last"),
+        keep_within: f.opt_duration(errs, "keep-within"),
+        keep_hourly: f.opt_u32(errs, "keep-hourly"),
+        keep_daily: f.opt_u32(errs, "keep-daily"),
+        keep_weekly: f.opt_u32(errs, "keep-weekly"),
+        keep_monthly: f.opt_u32(errs, "keep-monthly"),
+        keep_yearly: f.opt_u32(errs, "keep-yearly"),
+    };
+    f.finish(errs, RETENTION_KEYS);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str) -> std::result::Result<PolicySet, PolicyErrors> {
+        PolicySet::from_texts(
+            PathBuf::from("/set"),
+            &[(PathBuf::from("/set/p.toml"), text.to_string())],
+        )
+    }
+
+    #[test]
+    fn a_valid_policy_builds_the_model() {
+        let set = check(
+            r#"
+            [repositories.local]
+            url = "file:./repo"
+            part-size = "1MiB"
+            [sources.app]
+            kind = "sqlite"
+            path = "app.db"
+            schedule = "@hourly"
+            rpo = "1h"
+            destinations = ["local"]
+            retention = { keep-last = 3, keep-within = "1d" }
+            "#,
+        )
+        .unwrap();
+        assert_eq!(
+            set.repositories["local"].url,
+            RepositoryUrl::Local(PathBuf::from("/set/repo"))
+        );
+        assert_eq!(set.repositories["local"].part_size, 1 << 20);
+        let app = &set.sources["app"];
+        assert_eq!(app.retention.keep_last, Some(3));
+        assert_eq!(app.rpo, Some(Duration::hours(1)));
+    }
+
+    #[test]
+    fn every_mistake_is_reported_with_file_and_field() {
+        let errs = check(
+            r#"
+            [repositories.local]
+            url = "ftp://x"
+            [sources.app]
+            kind = "sqlite"
+            path = "app.db"
+            schedul = "@hourly"
+            rpo = "1 fortnight"
+            destinations = ["local", "offsite"]
+            retention = { keep-last = -1 }
+            "#,
+        )
+        .unwrap_err();
+        let text = errs.to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert!(
+            text.contains("/set/p.toml: repositories.local.url: `ftp://x`: unsupported scheme")
+        );
+        assert!(text.contains("sources.app.schedul: unknown key (did you mean `schedule`?"));
+        assert!(text.contains("sources.app.rpo: `1 fortnight`"));
+        assert!(text.contains("sources.app.retention.keep-last: expected a whole number"));
+        assert!(text.contains("sources.app.destinations[1]: unknown repository `offsite`"));
+    }
+}

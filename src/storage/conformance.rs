@@ -1,0 +1,124 @@
+//! The behaviour every [`Store`] promises, as one suite that each backend's tests call
+//! (local here; S3 against moto and Azure against Azurite in their own tests).
+
+use super::{PutMode, PutOptions, Store};
+use bytes::Bytes;
+
+fn create() -> PutOptions {
+    PutOptions {
+        mode: PutMode::Create,
+    }
+}
+
+/// Run the whole suite against `store`; panics with the failed promise.
+pub async fn run(store: &dyn Store) {
+    let prefix = format!("conformance-{:08x}/", rand::random::<u32>());
+    let k = |name: &str| format!("{prefix}{name}");
+
+    // Missing objects are reported as such.
+    let missing = store.get(&k("nope")).await.unwrap_err();
+    assert!(missing.is_not_found(), "get of a missing key: {missing}");
+    let missing = store.head(&k("nope")).await.unwrap_err();
+    assert!(missing.is_not_found(), "head of a missing key: {missing}");
+    store
+        .delete(&k("nope"))
+        .await
+        .expect("delete of a missing key succeeds");
+
+    // Put, get, head, overwrite.
+    store
+        .put(
+            &k("a/one"),
+            Bytes::from_static(b"hello"),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(&store.get(&k("a/one")).await.unwrap()[..], b"hello");
+    assert_eq!(store.head(&k("a/one")).await.unwrap().size, 5);
+    store
+        .put(
+            &k("a/one"),
+            Bytes::from_static(b"world!"),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(&store.get(&k("a/one")).await.unwrap()[..], b"world!");
+
+    // Conditional put: create only if absent.
+    let exists = store
+        .put(&k("a/one"), Bytes::from_static(b"x"), &create())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(exists, super::StorageError::AlreadyExists { .. }),
+        "create over an existing key: {exists}"
+    );
+    assert_eq!(&store.get(&k("a/one")).await.unwrap()[..], b"world!");
+    store
+        .put(&k("a/two"), Bytes::from_static(b"2"), &create())
+        .await
+        .unwrap();
+
+    // Ranged reads; a range past the end is an error, not a short read.
+    assert_eq!(
+        &store.get_range(&k("a/one"), 1..4).await.unwrap()[..],
+        b"orl"
+    );
+    assert!(store.get_range(&k("a/one"), 3..10).await.is_err());
+
+    // Multipart: invisible until complete, then whole.
+    let mut up = store.put_multipart(&k("b/big"), &create()).await.unwrap();
+    let part = Bytes::from(vec![7u8; 70_000]);
+    up.put_part(part.clone()).await.unwrap();
+    assert!(
+        store.head(&k("b/big")).await.unwrap_err().is_not_found(),
+        "an incomplete multipart upload is visible"
+    );
+    up.put_part(Bytes::from_static(b"tail")).await.unwrap();
+    up.complete().await.unwrap();
+    let got = store.get(&k("b/big")).await.unwrap();
+    assert_eq!(got.len(), 70_004);
+    assert_eq!(&got[70_000..], b"tail");
+
+    // Abort leaves nothing.
+    let mut up = store
+        .put_multipart(&k("b/aborted"), &create())
+        .await
+        .unwrap();
+    up.put_part(part).await.unwrap();
+    up.abort().await.unwrap();
+    assert!(
+        store
+            .head(&k("b/aborted"))
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+
+    // Listing: committed objects under the prefix only, sorted.
+    let keys: Vec<String> = store
+        .list(&prefix)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(keys, vec![k("a/one"), k("a/two"), k("b/big")]);
+    let keys: Vec<String> = store
+        .list(&k("a/"))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(keys, vec![k("a/one"), k("a/two")]);
+
+    // Delete.
+    for key in keys {
+        store.delete(&key).await.unwrap();
+    }
+    store.delete(&k("b/big")).await.unwrap();
+    assert!(store.list(&prefix).await.unwrap().is_empty());
+}

@@ -1,0 +1,100 @@
+//! The only place object keys are built and parsed.
+//!
+//! ```text
+//! <source>/<backup-id>/data           the stored (compressed) stream
+//! <source>/<backup-id>/manifest.json  written last: the backup exists once it does
+//! <source>/<backup-id>/verify.json    the newest verification result
+//! ```
+//! Keys are relative to the repository's root (its URL path or prefix).
+
+use crate::error::{Error, Result};
+use chrono::{DateTime, Utc};
+
+/// Object name of the stored stream.
+pub const DATA: &str = "data";
+/// Object name of the manifest.
+pub const MANIFEST: &str = "manifest.json";
+/// Object name of the verification result.
+pub const VERIFY: &str = "verify.json";
+
+/// The key of `object` of backup `id` of `source`.
+pub fn key(source: &str, id: &str, object: &str) -> String {
+    format!("{source}/{id}/{object}")
+}
+
+/// Key of the data object.
+pub fn data_key(source: &str, id: &str) -> String {
+    key(source, id, DATA)
+}
+
+/// Key of the manifest.
+pub fn manifest_key(source: &str, id: &str) -> String {
+    key(source, id, MANIFEST)
+}
+
+/// Key of the verification result.
+pub fn verify_key(source: &str, id: &str) -> String {
+    key(source, id, VERIFY)
+}
+
+/// The listing prefix of every backup of `source`.
+pub fn source_prefix(source: &str) -> String {
+    format!("{source}/")
+}
+
+/// A parsed key: (source, backup id, object name).
+pub fn parse_key(key: &str) -> Option<(&str, &str, &str)> {
+    let mut parts = key.split('/');
+    let (s, id, obj) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || !is_backup_id(id) {
+        return None;
+    }
+    Some((s, id, obj))
+}
+
+/// A new backup id: UTC start time to the second, then 4 random hex digits so that
+/// two runs in the same second never collide. Ids sort by time.
+pub fn new_backup_id(started: DateTime<Utc>) -> String {
+    let suffix: u16 = rand::random();
+    format!("{}-{suffix:04x}", started.format("%Y%m%dT%H%M%SZ"))
+}
+
+/// Whether `id` has the form of a backup id (`20261122T093000Z-3f9a`).
+pub fn is_backup_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    b.len() == 21
+        && b[..8].iter().all(u8::is_ascii_digit)
+        && b[8] == b'T'
+        && b[9..15].iter().all(u8::is_ascii_digit)
+        && b[15] == b'Z'
+        && b[16] == b'-'
+        && b[17..].iter().all(|c| c.is_ascii_hexdigit())
+}
+
+/// Check a user-supplied backup id.
+pub fn check_backup_id(id: &str) -> Result<()> {
+    if is_backup_id(id) {
+        Ok(())
+    } else {
+        Err(Error::bad_input(format!(
+            "`{id}` is not a backup id (ids look like 20261122T093000Z-3f9a; `lifeboat list` shows them)"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn ids_round_trip_through_keys() {
+        let id = new_backup_id(Utc.with_ymd_and_hms(2026, 11, 22, 9, 30, 0).unwrap());
+        assert!(id.starts_with("20261122T093000Z-"));
+        assert!(is_backup_id(&id));
+        let k = manifest_key("app", &id);
+        assert_eq!(parse_key(&k), Some(("app", id.as_str(), MANIFEST)));
+        assert_eq!(parse_key("app/not-an-id/data"), None);
+        assert_eq!(parse_key("app/x"), None);
+    }
+}

@@ -1,0 +1,159 @@
+//! Where backups live. A deliberately small object-store contract that the local
+//! directory, S3 and Azure Blob backends implement alike.
+//!
+//! Guarantees every backend keeps:
+//! - `put` is atomic: a reader sees the whole new object or none of it (never a prefix).
+//! - `put` with [`PutMode::Create`] succeeds only if the key is absent, atomically.
+//! - a multipart upload is invisible until `complete`; `abort` removes what was sent.
+//!   Dropping an upload without either may leave parts behind (S3 cannot clean up on
+//!   drop): callers always end with `complete` or `abort`, and prune removes stale ones.
+//! - `delete` of a missing key succeeds.
+//! - `list` returns committed objects only, sorted by key.
+//!
+//! Keys are built only in [`layout`].
+
+pub mod layout;
+pub mod local;
+
+use crate::error::{Error, ErrorKind};
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+/// A storage failure, naming repository and key.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The object does not exist.
+    #[error("repository {repo}: {key}: not found")]
+    NotFound {
+        /// Repository name.
+        repo: String,
+        /// Object key.
+        key: String,
+    },
+    /// A create-only put found the key present.
+    #[error("repository {repo}: {key}: already exists")]
+    AlreadyExists {
+        /// Repository name.
+        repo: String,
+        /// Object key.
+        key: String,
+    },
+    /// Any other failure; `retryable` when a later attempt may succeed.
+    #[error("repository {repo}: {key}: {message}")]
+    Other {
+        /// Repository name.
+        repo: String,
+        /// Object key (or prefix).
+        key: String,
+        /// The cause.
+        message: String,
+        /// Whether a retry may succeed.
+        retryable: bool,
+    },
+}
+
+impl StorageError {
+    /// True for [`StorageError::NotFound`].
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StorageError::NotFound { .. })
+    }
+}
+
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
+        let retryable = matches!(
+            e,
+            StorageError::Other {
+                retryable: true,
+                ..
+            }
+        );
+        Error::new(ErrorKind::RunFailed, e.to_string()).retryable(retryable)
+    }
+}
+
+/// Result of storage calls.
+pub type StorageResult<T> = std::result::Result<T, StorageError>;
+
+/// What a listing or head reports about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// The key.
+    pub key: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Last modification.
+    pub modified: DateTime<Utc>,
+}
+
+/// How `put` treats an existing object.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PutMode {
+    /// Replace it.
+    #[default]
+    Overwrite,
+    /// Fail with [`StorageError::AlreadyExists`].
+    Create,
+}
+
+/// Options of `put` and `put_multipart`.
+#[derive(Debug, Clone, Default)]
+pub struct PutOptions {
+    /// Overwrite or create-only.
+    pub mode: PutMode,
+}
+
+/// A streamed upload of one object in parts, in order.
+#[async_trait]
+pub trait MultipartUpload: Send {
+    /// Send the next part.
+    async fn put_part(&mut self, data: Bytes) -> StorageResult<()>;
+    /// Make the object visible, atomically.
+    async fn complete(self: Box<Self>) -> StorageResult<()>;
+    /// Discard everything sent.
+    async fn abort(self: Box<Self>) -> StorageResult<()>;
+}
+
+/// An object store.
+#[async_trait]
+pub trait Store: Send + Sync + fmt::Debug {
+    /// The repository name, for messages.
+    fn name(&self) -> &str;
+    /// Store `data` at `key` atomically.
+    async fn put(&self, key: &str, data: Bytes, opts: &PutOptions) -> StorageResult<()>;
+    /// Read a whole (small) object.
+    async fn get(&self, key: &str) -> StorageResult<Bytes>;
+    /// Read `range` of an object; fewer bytes than asked is an error.
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes>;
+    /// Metadata of an object.
+    async fn head(&self, key: &str) -> StorageResult<ObjectMeta>;
+    /// Committed objects under `prefix`, sorted by key.
+    async fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectMeta>>;
+    /// Remove an object (missing is fine).
+    async fn delete(&self, key: &str) -> StorageResult<()>;
+    /// Start a multipart upload to `key`.
+    async fn put_multipart(
+        &self,
+        key: &str,
+        opts: &PutOptions,
+    ) -> StorageResult<Box<dyn MultipartUpload>>;
+    /// Uploads started but neither completed nor aborted, older than `before`
+    /// (crash leftovers). Returns how many were removed.
+    async fn cleanup_incomplete(&self, before: DateTime<Utc>) -> StorageResult<usize>;
+}
+
+/// Open the store of a policy repository.
+pub fn open(repo: &crate::policy::Repository) -> Arc<dyn Store> {
+    match &repo.url {
+        crate::policy::RepositoryUrl::Local(path) => {
+            Arc::new(local::LocalStore::new(repo.name.clone(), path.clone()))
+        }
+    }
+}
+
+#[doc(hidden)]
+pub mod conformance;
