@@ -6,7 +6,9 @@ use super::Context;
 use crate::catalog::manifest::{MANIFEST_FORMAT, Manifest, VERIFY_FORMAT, VerifyResult, unseal};
 use crate::error::Result;
 use crate::storage::layout;
+use bytes::Bytes;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, BTreeSet};
 use tracing::warn;
 
@@ -42,13 +44,28 @@ pub(crate) async fn list_backups(ctx: &Context, repo: &str, prefix: &str) -> Res
     Ok(out)
 }
 
-/// Read and check the manifest of a backup.
-pub async fn read_manifest(ctx: &Context, repo: &str, source: &str, id: &str) -> Result<Manifest> {
+/// Read the manifest object of a backup, unchecked.
+pub async fn get_manifest_bytes(ctx: &Context, repo: &str, source: &str, id: &str) -> Result<Bytes> {
     let store = ctx.store(repo)?;
-    let key = layout::manifest_key(source, id);
-    let bytes = store.get(&key).await?;
+    Ok(store.get(&layout::manifest_key(source, id)).await?)
+}
+
+/// Read and check the manifest of a backup; also returns the SHA-256 of the object.
+pub async fn read_manifest(
+    ctx: &Context,
+    repo: &str,
+    source: &str,
+    id: &str,
+) -> Result<(Manifest, String)> {
+    let bytes = get_manifest_bytes(ctx, repo, source, id).await?;
+    let m = parse_manifest(&bytes, repo, source, id)?;
+    Ok((m, hex::encode(Sha256::digest(&bytes))))
+}
+
+/// Check a manifest object and parse it.
+pub fn parse_manifest(bytes: &[u8], repo: &str, source: &str, id: &str) -> Result<Manifest> {
     let what = format!("manifest of backup {source}/{id} in repository {repo}");
-    let m: Manifest = unseal(MANIFEST_FORMAT, &bytes, &what)?;
+    let m: Manifest = unseal(MANIFEST_FORMAT, bytes, &what)?;
     if m.source != source || m.backup_id != id {
         return Err(crate::Error::integrity(format!(
             "{what}: describes {}/{}, not {source}/{id}",
@@ -95,7 +112,7 @@ pub async fn reconcile_repository(
         if ctx.catalog.has_backup(repo, s, id)? {
             continue;
         }
-        let mut m = match read_manifest(ctx, repo, s, id).await {
+        let (mut m, manifest_sha256) = match read_manifest(ctx, repo, s, id).await {
             Ok(m) => m,
             Err(e) => {
                 warn!(repository = repo, source = %s, backup = %id, error = %e, "manifest not trusted; not a backup");
@@ -105,7 +122,7 @@ pub async fn reconcile_repository(
         };
         // The repository's name in the current policy is what the catalog uses.
         m.repository = repo.to_string();
-        ctx.catalog.upsert_backup(&m)?;
+        ctx.catalog.upsert_backup(&m, &manifest_sha256)?;
         report.added += 1;
         if objects.contains(layout::VERIFY) {
             match read_verify(ctx, repo, s, id).await {

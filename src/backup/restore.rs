@@ -176,7 +176,7 @@ async fn restore_from(
     id: &str,
     target: &str,
 ) -> Result<(crate::catalog::manifest::Manifest, engine::RestoreOutcome)> {
-    let manifest = read_manifest(ctx, repo, source, id).await?;
+    let (manifest, _) = read_manifest(ctx, repo, source, id).await?;
     let store = ctx.store(repo)?;
     let key = layout::data_key(source, id);
     let handle = tokio::runtime::Handle::current();

@@ -12,6 +12,7 @@ use crate::storage::{PutMode, PutOptions, layout};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
@@ -293,10 +294,12 @@ async fn run(
             continue;
         }
         let store = ctx.store(&dest)?;
+        let sealed = Bytes::from(seal(MANIFEST_FORMAT, &manifest));
+        let manifest_sha256 = hex::encode(Sha256::digest(&sealed));
         let put = store
             .put(
                 &layout::manifest_key(&source.name, id),
-                Bytes::from(seal(MANIFEST_FORMAT, &manifest)),
+                sealed,
                 &PutOptions {
                     mode: PutMode::Create,
                 },
@@ -308,7 +311,7 @@ async fn run(
             continue;
         }
         failpoint::hit("backup.before-catalog");
-        ctx.catalog.upsert_backup(&manifest)?;
+        ctx.catalog.upsert_backup(&manifest, &manifest_sha256)?;
         d.committed = true;
         d.stored_size = uploaded.size;
         d.chunks = uploaded.chunks.len();

@@ -3,13 +3,15 @@
 //! beside the manifest, so a rebuilt catalog keeps it. "Verified" means exactly this
 //! full read-back matched.
 
-use super::reconcile::{self, read_manifest};
+use super::reconcile::{self, get_manifest_bytes, parse_manifest};
+use crate::catalog::CatalogBackup;
 use super::{Context, blocking};
-use crate::catalog::manifest::{Manifest, VERIFY_FORMAT, VerifyResult, seal};
+use crate::catalog::manifest::{VERIFY_FORMAT, VerifyResult, seal};
 use crate::error::{Error, Result};
 use crate::pipeline::{ChunkReader, RawCheck, integrity_of};
 use crate::storage::{PutOptions, layout};
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 use std::io;
 use tracing::{info, warn};
 
@@ -62,7 +64,7 @@ pub async fn verify(ctx: &Context, sel: &VerifySelection) -> Result<Vec<VerifyRe
     let mut results = Vec::new();
     for t in targets {
         let m = &t.manifest;
-        let result = verify_one(ctx, &m.repository, &m.source, &m.backup_id, m).await;
+        let result = verify_one(ctx, &t).await;
         let store = ctx.store(&m.repository)?;
         let recorded = store
             .put(
@@ -83,15 +85,15 @@ pub async fn verify(ctx: &Context, sel: &VerifySelection) -> Result<Vec<VerifyRe
     Ok(results)
 }
 
-/// Verify one backup on one repository. `cached` is the catalog's copy of its manifest,
-/// used for the expected hash when the stored manifest itself is damaged.
-pub async fn verify_one(
-    ctx: &Context,
-    repo: &str,
-    source: &str,
-    id: &str,
-    cached: &Manifest,
-) -> VerifyResult {
+/// Verify one catalogued backup on its repository. The catalog's copy of the manifest
+/// and of its hash say what to expect when the stored manifest itself is damaged.
+pub async fn verify_one(ctx: &Context, backup: &CatalogBackup) -> VerifyResult {
+    let cached = &backup.manifest;
+    let (repo, source, id) = (
+        cached.repository.as_str(),
+        cached.source.as_str(),
+        cached.backup_id.as_str(),
+    );
     let mut result = VerifyResult {
         source: source.to_string(),
         backup_id: id.to_string(),
@@ -103,7 +105,21 @@ pub async fn verify_one(
         actual_sha256: None,
         problems: Vec::new(),
     };
-    let manifest = match read_manifest(ctx, repo, source, id).await {
+    let bytes = match get_manifest_bytes(ctx, repo, source, id).await {
+        Ok(b) => b,
+        Err(e) => {
+            result.problems.push(e.to_string());
+            return result;
+        }
+    };
+    let actual = hex::encode(Sha256::digest(&bytes));
+    if actual != backup.manifest_sha256 {
+        result.problems.push(format!(
+            "backup {source}/{id} in repository {repo}: manifest object: expected sha256 {} (as catalogued), actual {actual}",
+            backup.manifest_sha256
+        ));
+    }
+    let manifest = match parse_manifest(&bytes, repo, source, id) {
         Ok(m) => m,
         Err(e) => {
             result.problems.push(e.to_string());

@@ -28,6 +28,7 @@ const MIGRATIONS: &[&str] = &[
         stored_sha256 TEXT NOT NULL,
         raw_size INTEGER NOT NULL,
         manifest TEXT NOT NULL,
+        manifest_sha256 TEXT NOT NULL,
         PRIMARY KEY (repository, source, backup_id)
     );
     CREATE INDEX backups_by_source ON backups (source, started_at);
@@ -75,6 +76,8 @@ fn parse_ts(s: &str) -> DateTime<Utc> {
 pub struct CatalogBackup {
     /// Its manifest.
     pub manifest: Manifest,
+    /// SHA-256 of the manifest object as stored, when it was catalogued.
+    pub manifest_sha256: String,
     /// Newest verification result, if any.
     pub last_verify: Option<VerifyResult>,
 }
@@ -143,13 +146,15 @@ impl Catalog {
         self.conn.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Record (or refresh) a committed backup from its manifest.
-    pub fn upsert_backup(&self, m: &Manifest) -> Result<()> {
+    /// Record (or refresh) a committed backup from its manifest; `manifest_sha256` is
+    /// the hash of the manifest object as stored.
+    pub fn upsert_backup(&self, m: &Manifest, manifest_sha256: &str) -> Result<()> {
         let text = serde_json::to_string(m).expect("manifests serialise");
         self.conn().execute(
             "INSERT OR REPLACE INTO backups (repository, source, backup_id, kind, started_at,
-                finished_at, consistency_point, keep_until, stored_size, stored_sha256, raw_size, manifest)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                finished_at, consistency_point, keep_until, stored_size, stored_sha256, raw_size, manifest,
+                manifest_sha256)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
             params![
                 m.repository,
                 m.source,
@@ -162,7 +167,8 @@ impl Catalog {
                 m.stored.size as i64,
                 m.stored.sha256,
                 m.raw.size as i64,
-                text
+                text,
+                manifest_sha256
             ],
         )?;
         Ok(())
@@ -214,7 +220,7 @@ impl Catalog {
     ) -> Result<Vec<CatalogBackup>> {
         let conn = self.conn();
         let mut stmt = conn.prepare(
-            "SELECT b.manifest,
+            "SELECT b.manifest, b.manifest_sha256,
                     (SELECT v.result FROM verifications v
                       WHERE v.repository = b.repository AND v.source = b.source AND v.backup_id = b.backup_id
                       ORDER BY v.verified_at DESC LIMIT 1)
@@ -223,11 +229,15 @@ impl Catalog {
              ORDER BY b.started_at DESC, b.backup_id DESC, b.repository",
         )?;
         let rows = stmt.query_map(params![source, repository], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (m, v) = row?;
+            let (m, manifest_sha256, v) = row?;
             let manifest: Manifest = serde_json::from_str(&m).map_err(|e| {
                 Error::failed(format!(
                     "catalog row unreadable ({e}); run `lifeboat catalog rebuild`"
@@ -236,6 +246,7 @@ impl Catalog {
             let last_verify = v.and_then(|v| serde_json::from_str(&v).ok());
             out.push(CatalogBackup {
                 manifest,
+                manifest_sha256,
                 last_verify,
             });
         }

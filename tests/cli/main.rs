@@ -1,0 +1,9 @@
+//! Black-box tests of the `lifeboat` binary on real SQLite files and a local repository.
+
+mod catalog;
+mod chain;
+mod common;
+mod crash;
+mod policy;
+mod prune;
+mod quickstart;

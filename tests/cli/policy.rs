@@ -1,0 +1,117 @@
+//! `lifeboat policy check`: every mistake reported at once, naming file and field; and
+//! every policy set shipped in the repository is valid.
+
+use crate::common::*;
+use assert_cmd::Command;
+use std::path::Path;
+
+fn fixture(name: &str) -> String {
+    format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn a_broken_policy_set_reports_one_error_per_mistake() {
+    let dir = fixture("broken-policies");
+    let out = Command::cargo_bin("lifeboat")
+        .unwrap()
+        .args(["policy", "check", &dir])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    let expected = [
+        ("a-repositories.toml", "repositories.local.url", "unsupported scheme `ftp`"),
+        ("a-repositories.toml", "repositories.Offsite", "name `Offsite` must be"),
+        ("b-sources.toml", "sources.app.schedule", "day-of-week"),
+        ("b-sources.toml", "sources.app.rpo", "`1 fortnight`"),
+        ("b-sources.toml", "sources.app.destinations[1]", "unknown repository `nowhere`"),
+        ("b-sources.toml", "sources.app.retention.keep-last", "expected a whole number"),
+        ("b-sources.toml", "sources.app.retention.keep-dayly", "did you mean `keep-daily`?"),
+        ("b-sources.toml", "sources.cache.kind", "unknown kind `memcached` (valid kinds: sqlite"),
+        ("c-syntax.toml", "line 1", "not valid TOML"),
+    ];
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains(".toml: "))
+        .collect();
+    assert_eq!(lines.len(), expected.len(), "{err}");
+    for (file, field, problem) in expected {
+        let want = format!("{}: {field}: ", Path::new(&dir).join(file).display());
+        assert!(
+            lines.iter().any(|l| l.starts_with(&want) && l.contains(problem)),
+            "missing `{want}...{problem}` in:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn every_shipped_policy_set_is_valid_and_shows_next_runs() {
+    let root = format!("{}/policies", env!("CARGO_MANIFEST_DIR"));
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let set = entry.unwrap().path();
+        if !set.is_dir() {
+            continue;
+        }
+        let out = Command::cargo_bin("lifeboat")
+            .unwrap()
+            .args(["--json", "policy", "check"])
+            .arg(&set)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}: {}", set.display(), stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for s in v["sources"].as_array().unwrap() {
+            if !s["schedule"].is_null() {
+                assert_eq!(s["next-runs"].as_array().unwrap().len(), 3, "{s}");
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 1, "no policy set found under {root}");
+}
+
+#[test]
+fn without_a_policy_set_the_error_says_how_to_name_one() {
+    let out = Command::cargo_bin("lifeboat")
+        .unwrap()
+        .env_remove("LIFEBOAT_POLICIES")
+        .arg("list")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("--policies") && err.contains("LIFEBOAT_POLICIES"), "{err}");
+}
+
+#[test]
+fn next_runs_follow_crontab_weekdays() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.toml");
+    std::fs::write(
+        &p,
+        r#"
+[repositories.r]
+url = "file:./r"
+[sources.s]
+kind = "sqlite"
+path = "s.db"
+schedule = "0 3 * * 1"
+destinations = ["r"]
+"#,
+    )
+    .unwrap();
+    let out = Command::cargo_bin("lifeboat")
+        .unwrap()
+        .env("LIFEBOAT_NOW", "2026-11-22T12:00:00Z")
+        .args(["--json", "policy", "check"])
+        .arg(&p)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["sources"][0]["next-runs"],
+        serde_json::json!(["2026-11-23 03:00:00Z", "2026-11-30 03:00:00Z", "2026-12-07 03:00:00Z"])
+    );
+}
