@@ -45,7 +45,12 @@ pub(crate) async fn list_backups(ctx: &Context, repo: &str, prefix: &str) -> Res
 }
 
 /// Read the manifest object of a backup, unchecked.
-pub async fn get_manifest_bytes(ctx: &Context, repo: &str, source: &str, id: &str) -> Result<Bytes> {
+pub async fn get_manifest_bytes(
+    ctx: &Context,
+    repo: &str,
+    source: &str,
+    id: &str,
+) -> Result<Bytes> {
     let store = ctx.store(repo)?;
     Ok(store.get(&layout::manifest_key(source, id)).await?)
 }

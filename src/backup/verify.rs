@@ -4,8 +4,8 @@
 //! full read-back matched.
 
 use super::reconcile::{self, get_manifest_bytes, parse_manifest};
-use crate::catalog::CatalogBackup;
 use super::{Context, blocking};
+use crate::catalog::CatalogBackup;
 use crate::catalog::manifest::{VERIFY_FORMAT, VerifyResult, seal};
 use crate::error::{Error, Result};
 use crate::pipeline::{ChunkReader, RawCheck, integrity_of};

@@ -107,11 +107,22 @@ impl Catalog {
     /// Open (creating and migrating) the catalog at `path`.
     pub fn open(path: &Path) -> Result<Catalog> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Error::io(format!("creating catalog folder {}", dir.display()), e))?;
+            std::fs::create_dir_all(dir).map_err(|e| {
+                Error::io(
+                    format!(
+                        "creating catalog folder {} (pass --catalog PATH to keep the catalog elsewhere)",
+                        dir.display()
+                    ),
+                    e,
+                )
+            })?;
         }
-        let conn = Connection::open(path)
-            .map_err(|e| Error::from(e).context(format!("opening catalog {}", path.display())))?;
+        let conn = Connection::open(path).map_err(|e| {
+            Error::from(e).context(format!(
+                "opening catalog {} (pass --catalog PATH to keep it elsewhere)",
+                path.display()
+            ))
+        })?;
         conn.busy_timeout(std::time::Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;

@@ -11,7 +11,10 @@ fn backup_is_consistent_while_another_process_writes() {
     make_db(&env.db, 100_000, 100);
     let stop = env.dir.path().join("stop-writer");
     let mut writer = Command::new("python3")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sqlite_writer.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/sqlite_writer.py"
+        ))
         .arg(&env.db)
         .arg("events")
         .arg(&stop)
@@ -25,14 +28,20 @@ fn backup_is_consistent_while_another_process_writes() {
     assert_eq!(line.trim(), "ready");
 
     let at_start = count(&env.db, "events");
-    let out = env.cmd().args(["--json", "backup", "app"]).output().unwrap();
+    let out = env
+        .cmd()
+        .args(["--json", "backup", "app"])
+        .output()
+        .unwrap();
     let at_end = count(&env.db, "events");
     std::fs::write(&stop, "").unwrap();
     writer.wait().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
 
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    let in_manifest = report["backups"][0]["counts"]["rows.events"].as_u64().unwrap();
+    let in_manifest = report["backups"][0]["counts"]["rows.events"]
+        .as_u64()
+        .unwrap();
     assert!(
         at_start < in_manifest && in_manifest < at_end,
         "expected start {at_start} < manifest {in_manifest} < end {at_end}"
@@ -41,7 +50,10 @@ fn backup_is_consistent_while_another_process_writes() {
     // The stored manifest says the same as the run's report.
     let id = report["backups"][0]["backup-id"].as_str().unwrap();
     let listed = env.list();
-    assert_eq!(listed[0]["counts"]["rows.events"].as_u64(), Some(in_manifest));
+    assert_eq!(
+        listed[0]["counts"]["rows.events"].as_u64(),
+        Some(in_manifest)
+    );
     assert_eq!(listed[0]["backup-id"].as_str(), Some(id));
 
     let target = env.dir.path().join("restored.db");
@@ -76,7 +88,10 @@ fn verify_names_backup_and_both_hashes_when_a_stored_byte_flips() {
     assert_eq!(out.status.code(), Some(4), "{}", stdout(&out));
     let text = stdout(&out);
     assert!(text.contains(&id), "{text}");
-    assert!(text.contains(&format!("expected sha256 {expected}, actual {actual}")), "{text}");
+    assert!(
+        text.contains(&format!("expected sha256 {expected}, actual {actual}")),
+        "{text}"
+    );
 
     // The failure is recorded: in the catalog and beside the manifest.
     let listed = env.list();
@@ -101,7 +116,9 @@ fn verify_detects_a_flipped_manifest_byte() {
         let text = stdout(&out);
         assert!(text.contains(&id), "{text}");
         assert!(
-            text.contains(&format!("expected sha256 {expected} (as catalogued), actual {actual}")),
+            text.contains(&format!(
+                "expected sha256 {expected} (as catalogued), actual {actual}"
+            )),
             "{text}"
         );
         std::fs::write(&manifest, original).unwrap();

@@ -65,7 +65,11 @@ retention = {{ {retention} }}
 
     /// Run a backup of `app` that must succeed; returns the backup id.
     pub fn backup(&self) -> String {
-        let out = self.cmd().args(["--json", "backup", "app"]).output().unwrap();
+        let out = self
+            .cmd()
+            .args(["--json", "backup", "app"])
+            .output()
+            .unwrap();
         assert!(
             out.status.success(),
             "backup failed: {}",
@@ -77,7 +81,11 @@ retention = {{ {retention} }}
 
     pub fn list(&self) -> Vec<Value> {
         let out = self.cmd().args(["--json", "list"]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice::<Value>(&out.stdout)
             .unwrap()
             .as_array()
@@ -152,9 +160,12 @@ pub fn make_db(path: &Path, rows: u32, payload: u32) {
 
 pub fn count(path: &Path, table: &str) -> u64 {
     let conn = Connection::open(path).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(30)).unwrap();
-    conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| r.get::<_, i64>(0))
-        .unwrap() as u64
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .unwrap();
+    conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .unwrap() as u64
 }
 
 pub fn integrity_ok(path: &Path) -> bool {

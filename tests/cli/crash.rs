@@ -28,8 +28,14 @@ fn crash_with_data_partly_written_leaves_no_backup() {
     assert!(env.list().is_empty());
     // The partial upload exists only under a hidden temporary name.
     let files = env.repo_files();
-    assert!(!files.is_empty(), "the crash left nothing: the failpoint fired too early");
-    assert!(files.keys().all(|k| k.contains(".lifeboat-tmp-")), "{files:?}");
+    assert!(
+        !files.is_empty(),
+        "the crash left nothing: the failpoint fired too early"
+    );
+    assert!(
+        files.keys().all(|k| k.contains(".lifeboat-tmp-")),
+        "{files:?}"
+    );
     let id = env.backup();
     assert_eq!(env.list_ids(), vec![id]);
     env.cmd().arg("verify").assert().success();
@@ -47,7 +53,11 @@ fn crash_with_data_written_but_no_manifest_leaves_no_backup() {
     assert_eq!(env.list_ids(), vec![id.clone()]);
     // Prune keeps a fresh leftover (it may belong to a run still going elsewhere).
     let out = env.cmd().args(["prune", "--dry-run"]).output().unwrap();
-    assert!(stdout(&out).contains("incomplete (no manifest), younger than 24h"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("incomplete (no manifest), younger than 24h"),
+        "{}",
+        stdout(&out)
+    );
 }
 
 #[test]
@@ -83,6 +93,9 @@ fn old_leftovers_of_crashed_runs_are_pruned() {
     let id = env.backup();
     env.cmd().arg("prune").assert().success();
     let files = env.repo_files();
-    assert!(files.keys().all(|k| k.starts_with(&format!("app/{id}/"))), "{files:?}");
+    assert!(
+        files.keys().all(|k| k.starts_with(&format!("app/{id}/"))),
+        "{files:?}"
+    );
     assert_eq!(env.list_ids(), vec![id]);
 }

@@ -20,25 +20,48 @@ fn a_broken_policy_set_reports_one_error_per_mistake() {
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     let expected = [
-        ("a-repositories.toml", "repositories.local.url", "unsupported scheme `ftp`"),
-        ("a-repositories.toml", "repositories.Offsite", "name `Offsite` must be"),
+        (
+            "a-repositories.toml",
+            "repositories.local.url",
+            "unsupported scheme `ftp`",
+        ),
+        (
+            "a-repositories.toml",
+            "repositories.Offsite",
+            "name `Offsite` must be",
+        ),
         ("b-sources.toml", "sources.app.schedule", "day-of-week"),
         ("b-sources.toml", "sources.app.rpo", "`1 fortnight`"),
-        ("b-sources.toml", "sources.app.destinations[1]", "unknown repository `nowhere`"),
-        ("b-sources.toml", "sources.app.retention.keep-last", "expected a whole number"),
-        ("b-sources.toml", "sources.app.retention.keep-dayly", "did you mean `keep-daily`?"),
-        ("b-sources.toml", "sources.cache.kind", "unknown kind `memcached` (valid kinds: sqlite"),
+        (
+            "b-sources.toml",
+            "sources.app.destinations[1]",
+            "unknown repository `nowhere`",
+        ),
+        (
+            "b-sources.toml",
+            "sources.app.retention.keep-last",
+            "expected a whole number",
+        ),
+        (
+            "b-sources.toml",
+            "sources.app.retention.keep-dayly",
+            "did you mean `keep-daily`?",
+        ),
+        (
+            "b-sources.toml",
+            "sources.cache.kind",
+            "unknown kind `memcached` (valid kinds: sqlite",
+        ),
         ("c-syntax.toml", "line 1", "not valid TOML"),
     ];
-    let lines: Vec<&str> = err
-        .lines()
-        .filter(|l| l.contains(".toml: "))
-        .collect();
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains(".toml: ")).collect();
     assert_eq!(lines.len(), expected.len(), "{err}");
     for (file, field, problem) in expected {
         let want = format!("{}: {field}: ", Path::new(&dir).join(file).display());
         assert!(
-            lines.iter().any(|l| l.starts_with(&want) && l.contains(problem)),
+            lines
+                .iter()
+                .any(|l| l.starts_with(&want) && l.contains(problem)),
             "missing `{want}...{problem}` in:\n{err}"
         );
     }
@@ -81,7 +104,10 @@ fn without_a_policy_set_the_error_says_how_to_name_one() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
-    assert!(err.contains("--policies") && err.contains("LIFEBOAT_POLICIES"), "{err}");
+    assert!(
+        err.contains("--policies") && err.contains("LIFEBOAT_POLICIES"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -112,6 +138,10 @@ destinations = ["r"]
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         v["sources"][0]["next-runs"],
-        serde_json::json!(["2026-11-23 03:00:00Z", "2026-11-30 03:00:00Z", "2026-12-07 03:00:00Z"])
+        serde_json::json!([
+            "2026-11-23 03:00:00Z",
+            "2026-11-30 03:00:00Z",
+            "2026-12-07 03:00:00Z"
+        ])
     );
 }

@@ -21,7 +21,11 @@ fn plan_text(plan: &Value) -> String {
             format!(
                 "{} {} {}",
                 i["time"].as_str().unwrap(),
-                if i["keep"].as_bool().unwrap() { "keep  " } else { "DELETE" },
+                if i["keep"].as_bool().unwrap() {
+                    "keep  "
+                } else {
+                    "DELETE"
+                },
                 i["reasons"]
                     .as_array()
                     .unwrap()
@@ -37,7 +41,10 @@ fn plan_text(plan: &Value) -> String {
 
 #[test]
 fn prune_plan_on_a_known_history() {
-    let env = Env::new("64KiB", r#"keep-last = 2, keep-daily = 3, keep-within = "1d""#);
+    let env = Env::new(
+        "64KiB",
+        r#"keep-last = 2, keep-daily = 3, keep-within = "1d""#,
+    );
     make_db(&env.db, 50, 10);
     for when in [
         "2026-11-10T03:00:00Z",
@@ -74,7 +81,12 @@ fn prune_plan_on_a_known_history() {
         .collect();
     assert_eq!(
         kept,
-        vec!["2026-11-13T09:00:00Z", "2026-11-13T03:00:00Z", "2026-11-12T03:00:00Z", "2026-11-11T15:00:00Z"]
+        vec![
+            "2026-11-13T09:00:00Z",
+            "2026-11-13T03:00:00Z",
+            "2026-11-12T03:00:00Z",
+            "2026-11-11T15:00:00Z"
+        ]
     );
     // Deleted backups are gone from storage entirely, manifest and data alike.
     let files = env.repo_files();

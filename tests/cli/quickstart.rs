@@ -16,11 +16,20 @@ fn quickstart_runs_the_whole_chain_and_says_where_everything_is() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
-    for what in ["policy set", "database", "repository", "catalog", "restored"] {
+    for what in [
+        "policy set",
+        "database",
+        "repository",
+        "catalog",
+        "restored",
+    ] {
         assert!(text.contains(what), "{text}");
     }
     let restored = target.join("restored").join("app.db");
-    assert_eq!(count(&restored, "tasks"), count(&target.join("data/app.db"), "tasks"));
+    assert_eq!(
+        count(&restored, "tasks"),
+        count(&target.join("data/app.db"), "tasks")
+    );
     assert!(integrity_ok(&restored));
 
     // The demo set is a normal policy set afterwards.
