@@ -159,6 +159,13 @@ async fn run(
     let opts = StreamOptions::default();
     let data_key = layout::data_key(&source.name, id);
 
+    // Create-only puts; where a repository has object lock, data and manifest are
+    // retained until the backup's keep-until, the same floor retention honours.
+    let keep_until = started + source.retention.keep_within.unwrap_or_default();
+    let put_opts = PutOptions {
+        mode: PutMode::Create,
+        retain_until: Some(keep_until),
+    };
     // One upload per destination, each fed by its own bounded channel.
     let (done_tx, done_rx) = watch::channel(None::<bool>);
     let mut senders = Vec::new();
@@ -166,10 +173,7 @@ async fn run(
     for dest in &source.destinations {
         let store = ctx.store(dest)?;
         let part_size = ctx.policies.repositories[dest].part_size as usize;
-        let create = PutOptions {
-            mode: PutMode::Create,
-        };
-        match store.put_multipart(&data_key, &create).await {
+        match store.put_multipart(&data_key, &put_opts).await {
             Ok(up) => {
                 let (tx, rx) = mpsc::channel::<Bytes>(opts.queue_depth);
                 senders.push(tx);
@@ -239,7 +243,6 @@ async fn run(
     let totals = totals.expect("set above");
     report.raw_size = totals.raw_size;
 
-    let keep_until = started + source.retention.keep_within.unwrap_or_default();
     for (dest, part_size, task) in tasks {
         let Some(task) = task else { continue };
         let d = report
@@ -277,6 +280,7 @@ async fn run(
                 sha256: totals.stored_sha256.clone(),
                 chunk_size: part_size as u64,
                 chunks: uploaded.chunks.clone(),
+                provider_checksum: uploaded.provider_checksum.clone(),
             },
             raw: RawInfo {
                 size: totals.raw_size,
@@ -297,13 +301,7 @@ async fn run(
         let sealed = Bytes::from(seal(MANIFEST_FORMAT, &manifest));
         let manifest_sha256 = hex::encode(Sha256::digest(&sealed));
         let put = store
-            .put(
-                &layout::manifest_key(&source.name, id),
-                sealed,
-                &PutOptions {
-                    mode: PutMode::Create,
-                },
-            )
+            .put(&layout::manifest_key(&source.name, id), sealed, &put_opts)
             .await;
         if let Err(e) = put {
             warn!(source = %source.name, repository = %dest, error = %e, "manifest write failed; backup not committed");

@@ -28,6 +28,9 @@ pub struct StoredInfo {
     pub chunk_size: u64,
     /// SHA-256 of each chunk, in order.
     pub chunks: Vec<String>,
+    /// The store's own checksum of the object (S3 composite SHA-256, Azure MD5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_checksum: Option<String>,
 }
 
 /// The raw stream the engine produced (before compression).

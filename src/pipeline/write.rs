@@ -131,6 +131,8 @@ pub struct DestinationUpload {
     pub size: u64,
     /// SHA-256 of each part.
     pub chunks: Vec<String>,
+    /// The store's own checksum of the whole object, if it has one.
+    pub provider_checksum: Option<String>,
 }
 
 /// Receive blocks, cut them into `part_size` parts, hash and upload each part.
@@ -153,25 +155,32 @@ pub async fn upload(
             buf.extend_from_slice(&block);
             while buf.len() >= part_size {
                 let part = buf.split_to(part_size).freeze();
-                chunks.push(hex::encode(Sha256::digest(&part)));
+                let digest: [u8; 32] = Sha256::digest(&part).into();
+                chunks.push(hex::encode(digest));
                 size += part.len() as u64;
-                up.put_part(part).await?;
+                up.put_part(part, digest).await?;
                 after_part(chunks.len());
             }
         }
         if !buf.is_empty() || chunks.is_empty() {
             let part = buf.freeze();
-            chunks.push(hex::encode(Sha256::digest(&part)));
+            let digest: [u8; 32] = Sha256::digest(&part).into();
+            chunks.push(hex::encode(digest));
             size += part.len() as u64;
-            up.put_part(part).await?;
+            up.put_part(part, digest).await?;
             after_part(chunks.len());
         }
-        Ok(DestinationUpload { size, chunks })
+        Ok(DestinationUpload {
+            size,
+            chunks,
+            provider_checksum: None,
+        })
     }
     .await;
     match result {
-        Ok(done) if finished.await => {
-            up.complete().await?;
+        Ok(mut done) if finished.await => {
+            let receipt = up.complete().await?;
+            done.provider_checksum = receipt.provider_checksum;
             Ok(done)
         }
         Ok(_) => {

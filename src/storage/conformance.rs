@@ -1,13 +1,16 @@
 //! The behaviour every [`Store`] promises, as one suite that each backend's tests call
 //! (local here; S3 against moto and Azure against Azurite in their own tests).
 
-use super::{PutMode, PutOptions, Store};
+use super::{PutOptions, Store};
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 
 fn create() -> PutOptions {
-    PutOptions {
-        mode: PutMode::Create,
-    }
+    PutOptions::create()
+}
+
+fn sha(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
 }
 
 /// Run the whole suite against `store`; panics with the failed promise.
@@ -71,12 +74,14 @@ pub async fn run(store: &dyn Store) {
     // Multipart: invisible until complete, then whole.
     let mut up = store.put_multipart(&k("b/big"), &create()).await.unwrap();
     let part = Bytes::from(vec![7u8; 70_000]);
-    up.put_part(part.clone()).await.unwrap();
+    up.put_part(part.clone(), sha(&part)).await.unwrap();
     assert!(
         store.head(&k("b/big")).await.unwrap_err().is_not_found(),
         "an incomplete multipart upload is visible"
     );
-    up.put_part(Bytes::from_static(b"tail")).await.unwrap();
+    up.put_part(Bytes::from_static(b"tail"), sha(b"tail"))
+        .await
+        .unwrap();
     up.complete().await.unwrap();
     let got = store.get(&k("b/big")).await.unwrap();
     assert_eq!(got.len(), 70_004);
@@ -87,11 +92,30 @@ pub async fn run(store: &dyn Store) {
         .put_multipart(&k("b/aborted"), &create())
         .await
         .unwrap();
-    up.put_part(part).await.unwrap();
+    up.put_part(part.clone(), sha(&part)).await.unwrap();
     up.abort().await.unwrap();
     assert!(
         store
             .head(&k("b/aborted"))
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+
+    // A part whose bytes do not match its checksum is refused; the upload can only be
+    // aborted, and nothing becomes visible.
+    let mut up = store
+        .put_multipart(&k("b/corrupt"), &create())
+        .await
+        .unwrap();
+    assert!(
+        up.put_part(part, sha(b"something else")).await.is_err(),
+        "a part with a wrong checksum was accepted"
+    );
+    up.abort().await.unwrap();
+    assert!(
+        store
+            .head(&k("b/corrupt"))
             .await
             .unwrap_err()
             .is_not_found()

@@ -6,10 +6,14 @@
 //! crash leaves either the old state or the new one plus a hidden leftover that
 //! listings ignore and `cleanup_incomplete` removes.
 
-use super::{MultipartUpload, ObjectMeta, PutMode, PutOptions, StorageError, StorageResult, Store};
+use super::{
+    MultipartUpload, ObjectMeta, PutMode, PutOptions, StorageError, StorageResult, Store,
+    UploadReceipt,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
@@ -380,9 +384,22 @@ struct LocalUpload {
 
 #[async_trait]
 impl MultipartUpload for LocalUpload {
-    async fn put_part(&mut self, data: Bytes) -> StorageResult<()> {
+    async fn put_part(&mut self, data: Bytes, sha256: [u8; 32]) -> StorageResult<()> {
         let mut file = self.file.take().expect("upload is open");
         let (file, res) = tokio::task::spawn_blocking(move || {
+            // The same promise as the cloud stores, which check each part on arrival.
+            let actual: [u8; 32] = Sha256::digest(&data).into();
+            if actual != sha256 {
+                let e = io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "part checksum mismatch: expected sha256 {}, actual {}",
+                        hex::encode(sha256),
+                        hex::encode(actual)
+                    ),
+                );
+                return (file, Err(e));
+            }
             let r = file.write_all(&data);
             (file, r)
         })
@@ -392,7 +409,7 @@ impl MultipartUpload for LocalUpload {
         res.map_err(|e| self.store.err(&self.key, e))
     }
 
-    async fn complete(mut self: Box<Self>) -> StorageResult<()> {
+    async fn complete(mut self: Box<Self>) -> StorageResult<UploadReceipt> {
         let file = self.file.take().expect("upload is open");
         let LocalUpload {
             store,
@@ -402,7 +419,8 @@ impl MultipartUpload for LocalUpload {
             mode,
             ..
         } = *self;
-        blocking(move || store.commit(&key, &tmp, file, &dest, mode)).await
+        blocking(move || store.commit(&key, &tmp, file, &dest, mode)).await?;
+        Ok(UploadReceipt::default())
     }
 
     async fn abort(mut self: Box<Self>) -> StorageResult<()> {

@@ -105,15 +105,37 @@ pub enum PutMode {
 pub struct PutOptions {
     /// Overwrite or create-only.
     pub mode: PutMode,
+    /// Object-lock retention: the store refuses to delete or overwrite the object before
+    /// this instant (where the repository has object lock configured).
+    pub retain_until: Option<DateTime<Utc>>,
+}
+
+impl PutOptions {
+    /// Create-only, no retention.
+    pub fn create() -> Self {
+        PutOptions {
+            mode: PutMode::Create,
+            retain_until: None,
+        }
+    }
+}
+
+/// What a completed upload reports.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UploadReceipt {
+    /// The provider's own checksum of the whole object, when it computes one (S3's
+    /// composite SHA-256 `BASE64-N`, Azure's Content-MD5); recorded in the manifest.
+    pub provider_checksum: Option<String>,
 }
 
 /// A streamed upload of one object in parts, in order.
 #[async_trait]
 pub trait MultipartUpload: Send {
-    /// Send the next part.
-    async fn put_part(&mut self, data: Bytes) -> StorageResult<()>;
+    /// Send the next part with its SHA-256. A store refuses a part whose bytes do not
+    /// match the hash (the end-to-end check of the transfer).
+    async fn put_part(&mut self, data: Bytes, sha256: [u8; 32]) -> StorageResult<()>;
     /// Make the object visible, atomically.
-    async fn complete(self: Box<Self>) -> StorageResult<()>;
+    async fn complete(self: Box<Self>) -> StorageResult<UploadReceipt>;
     /// Discard everything sent.
     async fn abort(self: Box<Self>) -> StorageResult<()>;
 }
