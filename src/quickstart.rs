@@ -84,10 +84,15 @@ pub async fn quickstart(
     let policies = PolicySet::load(&dir)?;
     let catalog_path = policies.default_catalog();
     let catalog = Catalog::open(&catalog_path)?;
-    let repository = match &policies.repositories["local"].url {
-        crate::policy::RepositoryUrl::Local(p) => p.clone(),
+    let repository = match &policies.repositories["local"].backend {
+        crate::policy::Backend::Local { path } => path.clone(),
+        other => {
+            return Err(Error::failed(format!(
+                "the embedded default names {other}, not a folder"
+            )));
+        }
     };
-    let ctx = Context::new(policies, catalog, clock, Spool::new(None), progress);
+    let ctx = Context::new(policies, catalog, clock, Spool::new(None), progress).await?;
     let source = ctx.policies.source("app")?.clone();
 
     let mut backups = Vec::new();

@@ -38,26 +38,28 @@ pub struct Context {
 
 impl Context {
     /// Build the context; stores are opened (not contacted) for every repository.
-    pub fn new(
+    pub async fn new(
         policies: PolicySet,
         catalog: Catalog,
         clock: Arc<dyn Clock>,
         spool: Spool,
         progress: Progress,
-    ) -> Self {
-        let stores = policies
-            .repositories
-            .iter()
-            .map(|(name, repo)| (name.clone(), storage::open(repo)))
-            .collect();
-        Context {
+    ) -> Result<Self> {
+        let mut stores = BTreeMap::new();
+        for (name, repo) in &policies.repositories {
+            let store = storage::open(repo)
+                .await
+                .map_err(|e| e.context(format!("repository {name}")))?;
+            stores.insert(name.clone(), store);
+        }
+        Ok(Context {
             policies,
             catalog,
             clock,
             spool,
             progress,
             stores,
-        }
+        })
     }
 
     /// The store of repository `name`.

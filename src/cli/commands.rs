@@ -56,7 +56,7 @@ pub fn policy_check(g: &Global, path: &Path) -> anyhow::Result<i32> {
                 print_json(&json!({
                     "valid": true,
                     "policies": set.root,
-                    "repositories": set.repositories.values().map(|r| json!({"name": r.name, "url": r.url.to_string()})).collect::<Vec<_>>(),
+                    "repositories": set.repositories.values().map(|r| json!({"name": r.name, "url": r.backend.to_string()})).collect::<Vec<_>>(),
                     "sources": sources.iter().map(|(s, next)| json!({
                         "name": s.name,
                         "kind": s.config.kind(),

@@ -152,7 +152,7 @@ impl Global {
     }
 
     /// Load policies, open the catalog and build the context.
-    pub fn context(&self) -> anyhow::Result<Context> {
+    pub async fn context(&self) -> anyhow::Result<Context> {
         let path = self.policies_path()?;
         let policies = PolicySet::load(&path)?;
         let catalog_path = self
@@ -166,7 +166,8 @@ impl Global {
             clock(),
             Spool::new(self.spool_dir.clone()),
             self.progress(),
-        ))
+        )
+        .await?)
     }
 
     /// Progress display per terminal and flags.
@@ -195,10 +196,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             sources,
             all,
             dry_run,
-        } => commands::backup(g, &g.context()?, sources, all, dry_run).await,
-        Command::List { source } => commands::list(g, &g.context()?, source).await,
+        } => commands::backup(g, &g.context().await?, sources, all, dry_run).await,
+        Command::List { source } => commands::list(g, &g.context().await?, source).await,
         Command::Verify { ids, source, all } => {
-            commands::verify(g, &g.context()?, ids, source, all).await
+            commands::verify(g, &g.context().await?, ids, source, all).await
         }
         Command::Restore {
             source,
@@ -222,13 +223,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 force,
                 from,
             };
-            commands::restore(g, &g.context()?, opts).await
+            commands::restore(g, &g.context().await?, opts).await
         }
         Command::Prune { sources, dry_run } => {
-            commands::prune(g, &g.context()?, sources, dry_run).await
+            commands::prune(g, &g.context().await?, sources, dry_run).await
         }
         Command::Catalog(CatalogCommand::Rebuild) => {
-            commands::catalog_rebuild(g, &g.context()?).await
+            commands::catalog_rebuild(g, &g.context().await?).await
         }
         Command::Quickstart { dir } => commands::quickstart(g, dir).await,
     }

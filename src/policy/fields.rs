@@ -24,6 +24,16 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// The policy file.
+    pub(crate) fn file(&self) -> &'a Path {
+        self.file
+    }
+
+    /// A raw value, marked as read.
+    pub(crate) fn opt_value(&mut self, key: &str) -> Option<&'a toml::Value> {
+        self.get(key)
+    }
+
     /// The dotted name of `key` in this table.
     pub(crate) fn path(&self, key: &str) -> String {
         if self.prefix.is_empty() {

@@ -96,17 +96,78 @@ pub struct PolicySet {
     pub sources: BTreeMap<String, Source>,
 }
 
-/// Where backups are stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RepositoryUrl {
-    /// A local (or mounted) directory.
-    Local(PathBuf),
+/// Object-lock mode of an S3 repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Users with a special permission may still shorten or remove the lock.
+    Governance,
+    /// Nobody can remove the lock before it expires.
+    Compliance,
 }
 
-impl fmt::Display for RepositoryUrl {
+/// Server-side encryption of an S3 repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sse {
+    /// SSE-S3 (`AES256`).
+    Aes256,
+    /// SSE-KMS with the given key (the bucket default when `None`).
+    Kms(Option<String>),
+}
+
+/// An S3 (or S3-compatible) repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Config {
+    /// Bucket name.
+    pub bucket: String,
+    /// Key prefix inside the bucket (no leading or trailing `/`; may be empty).
+    pub prefix: String,
+    /// Region; the standard AWS chain decides when absent.
+    pub region: Option<String>,
+    /// Endpoint URL of an S3-compatible store.
+    pub endpoint: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`).
+    pub path_style: bool,
+    /// Storage class of the objects written.
+    pub storage_class: Option<String>,
+    /// Server-side encryption.
+    pub sse: Option<Sse>,
+    /// Object lock applied to every object written.
+    pub object_lock: Option<LockMode>,
+}
+
+/// An Azure Blob repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AzureConfig {
+    /// Storage account.
+    pub account: String,
+    /// Container.
+    pub container: String,
+    /// Blob name prefix (no leading or trailing `/`; may be empty).
+    pub prefix: String,
+    /// Endpoint URL (Azurite, sovereign clouds); default `https://ACCOUNT.blob.core.windows.net`.
+    pub endpoint: Option<String>,
+}
+
+/// Where and how a repository stores objects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backend {
+    /// A local (or mounted) directory.
+    Local {
+        /// The folder.
+        path: PathBuf,
+    },
+    /// Amazon S3 or compatible.
+    S3(S3Config),
+    /// Azure Blob Storage.
+    Azure(AzureConfig),
+}
+
+impl fmt::Display for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            RepositoryUrl::Local(p) => write!(f, "file://{}", p.display()),
+            Backend::Local { path } => write!(f, "file://{}", path.display()),
+            Backend::S3(c) => write!(f, "s3://{}/{}", c.bucket, c.prefix),
+            Backend::Azure(c) => write!(f, "azure://{}/{}/{}", c.account, c.container, c.prefix),
         }
     }
 }
@@ -116,10 +177,12 @@ impl fmt::Display for RepositoryUrl {
 pub struct Repository {
     /// Its name in the policy.
     pub name: String,
-    /// Its location.
-    pub url: RepositoryUrl,
+    /// Its location and settings.
+    pub backend: Backend,
     /// Chunk size of stored objects (and upload part size).
     pub part_size: u64,
+    /// Upload parts in flight at once.
+    pub max_in_flight: usize,
     /// The file that declares it.
     pub file: PathBuf,
 }
@@ -207,7 +270,25 @@ const RETENTION_KEYS: &[&str] = &[
     "keep-monthly",
     "keep-yearly",
 ];
-const REPOSITORY_KEYS: &[&str] = &["url", "part-size", "description"];
+const REPOSITORY_KEYS: &[&str] = &["url", "part-size", "max-in-flight", "description"];
+const S3_KEYS: &[&str] = &[
+    "region",
+    "endpoint",
+    "path-style",
+    "storage-class",
+    "sse",
+    "kms-key-id",
+    "object-lock",
+];
+const AZURE_KEYS: &[&str] = &["endpoint"];
+const STORAGE_CLASSES: &[&str] = &[
+    "STANDARD",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER_IR",
+];
+
 const TOP_KEYS: &[&str] = &["repositories", "sources"];
 
 /// Where a policy set is found when `--policies` is not given.
@@ -447,53 +528,253 @@ fn read_repository(
     let url = f.req_str(
         errs,
         "url",
-        "url = \"file:./repository\" or \"file:///absolute/path\"",
+        "url = \"file:./repository\", \"s3://bucket/prefix\" or \"azure://account/container/prefix\"",
     );
     let part_size = f.opt_size(errs, "part-size").unwrap_or(DEFAULT_PART_SIZE);
-    if !(64 << 10..=5 << 30).contains(&part_size) {
-        f.error(errs, "part-size", "must be between 64KiB and 5GiB");
+    // S3 takes parts of 5 MiB and up (but the last); local and Azure take smaller ones.
+    let min_part: u64 = if url.is_some_and(|u| u.starts_with("s3:")) {
+        5 << 20
+    } else {
+        64 << 10
+    };
+    if !(min_part..=(5u64 << 30)).contains(&part_size) {
+        f.error(
+            errs,
+            "part-size",
+            format!("must be between {}KiB and 5GiB", min_part >> 10),
+        );
+    }
+    let max_in_flight = f.opt_u32(errs, "max-in-flight").unwrap_or(4) as usize;
+    if !(1..=64).contains(&max_in_flight) {
+        f.error(errs, "max-in-flight", "must be between 1 and 64");
     }
     f.opt_str(errs, "description");
-    let url = url.and_then(|u| match parse_repository_url(u, base) {
-        Ok(url) => Some(url),
-        Err(problem) => {
-            f.error(errs, "url", problem);
+    let mut allowed: Vec<&str> = REPOSITORY_KEYS.to_vec();
+    let backend = match url {
+        Some(u) if u.starts_with("file:") => match parse_local_url(u, base) {
+            Ok(b) => Some(b),
+            Err(p) => {
+                f.error(errs, "url", p);
+                None
+            }
+        },
+        Some(u) if u.starts_with("s3:") => {
+            allowed.extend_from_slice(S3_KEYS);
+            read_s3(errs, &mut f, u).map(Backend::S3)
+        }
+        Some(u) if u.starts_with("azure:") => {
+            allowed.extend_from_slice(AZURE_KEYS);
+            read_azure(errs, &mut f, u).map(Backend::Azure)
+        }
+        Some(u) => {
+            let scheme = u.split_once(':').map(|(s, _)| s).unwrap_or(u);
+            f.error(
+                errs,
+                "url",
+                format!(
+                    "`{u}`: unsupported scheme `{scheme}` (supported: file:///absolute/path, \
+                     file:relative/path, s3://bucket/prefix, azure://account/container/prefix)"
+                ),
+            );
+            // Do not also report the other keys of a repository as unknown.
+            allowed.extend_from_slice(S3_KEYS);
             None
         }
-    });
-    f.finish(errs, REPOSITORY_KEYS);
-    (errs.len() == n).then(|| Repository {
-        name: name.to_string(),
-        url: url.expect("checked"),
-        part_size,
-        file: file.to_path_buf(),
-    })
+        None => None,
+    };
+    f.finish(errs, &allowed);
+    match backend {
+        Some(backend) if errs.len() == n => Some(Repository {
+            name: name.to_string(),
+            backend,
+            part_size,
+            max_in_flight,
+            file: file.to_path_buf(),
+        }),
+        _ => None,
+    }
 }
 
 /// `file:///abs`, `file://./rel`, `file:rel`; relative paths are resolved against `base`.
-fn parse_repository_url(url: &str, base: &Path) -> std::result::Result<RepositoryUrl, String> {
-    if let Some(rest) = url.strip_prefix("file:") {
-        let rest = rest.strip_prefix("//").unwrap_or(rest);
-        if rest.is_empty() {
-            return Err(format!("`{url}`: no path (write \"file:./repository\")"));
-        }
-        let p = Path::new(rest);
-        let full = if p.is_absolute() {
-            p.to_path_buf()
-        } else {
-            base.join(p)
-        };
-        // Drop `.` components so paths print as users expect.
-        return Ok(RepositoryUrl::Local(
-            full.components()
-                .filter(|c| !matches!(c, std::path::Component::CurDir))
-                .collect(),
-        ));
+fn parse_local_url(url: &str, base: &Path) -> std::result::Result<Backend, String> {
+    let rest = url.strip_prefix("file:").unwrap_or(url);
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    if rest.is_empty() {
+        return Err(format!("`{url}`: no path (write \"file:./repository\")"));
     }
-    let scheme = url.split_once(':').map(|(s, _)| s).unwrap_or(url);
-    Err(format!(
-        "`{url}`: unsupported scheme `{scheme}` (supported: file:///absolute/path, file:relative/path)"
-    ))
+    let p = Path::new(rest);
+    let full = if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    };
+    // Drop `.` components so paths print as users expect.
+    Ok(Backend::Local {
+        path: full
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect(),
+    })
+}
+
+/// The `/`-separated parts of `SCHEME://a/b/c`.
+fn url_parts<'a>(url: &'a str, scheme: &str) -> Vec<&'a str> {
+    url.strip_prefix(scheme)
+        .and_then(|r| r.strip_prefix("://"))
+        .map(|r| r.split('/').collect())
+        .unwrap_or_default()
+}
+
+fn clean_prefix(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn http_url(errs: &mut Vec<PolicyError>, f: &mut Fields<'_>, key: &str) -> Option<String> {
+    let e = f.opt_str(errs, key)?;
+    if e.starts_with("http://") || e.starts_with("https://") {
+        Some(e.trim_end_matches('/').to_string())
+    } else {
+        f.error(
+            errs,
+            key,
+            format!("`{e}`: must start with http:// or https://"),
+        );
+        None
+    }
+}
+
+fn read_s3(errs: &mut Vec<PolicyError>, f: &mut Fields<'_>, url: &str) -> Option<S3Config> {
+    let n = errs.len();
+    let parts = url_parts(url, "s3");
+    let bucket = parts.first().copied().unwrap_or("");
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !bucket.starts_with(['-', '.'])
+        && !bucket.ends_with(['-', '.']);
+    if !bucket_ok {
+        f.error(
+            errs,
+            "url",
+            format!(
+                "`{url}`: write s3://BUCKET/PREFIX with a valid bucket name (3-63 of a-z, 0-9, '-', '.')"
+            ),
+        );
+    }
+    let region = f.opt_str(errs, "region").map(str::to_string);
+    let endpoint = http_url(errs, f, "endpoint");
+    let path_style = match f.opt_value("path-style") {
+        None => false,
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(other) => {
+            f.error(
+                errs,
+                "path-style",
+                format!("expected true or false, found `{other}`"),
+            );
+            false
+        }
+    };
+    let storage_class = f.opt_str(errs, "storage-class").map(str::to_string);
+    if let Some(c) = &storage_class
+        && !STORAGE_CLASSES.contains(&c.as_str())
+    {
+        f.error(
+            errs,
+            "storage-class",
+            format!(
+                "`{c}` is not allowed (allowed: {}; archive classes need a rehydration before any restore)",
+                STORAGE_CLASSES.join(", ")
+            ),
+        );
+    }
+    let kms_key_id = f.opt_str(errs, "kms-key-id").map(str::to_string);
+    let sse = match f.opt_str(errs, "sse") {
+        None => None,
+        Some("AES256") => Some(Sse::Aes256),
+        Some("aws:kms") => Some(Sse::Kms(kms_key_id.clone())),
+        Some(other) => {
+            f.error(
+                errs,
+                "sse",
+                format!("`{other}`: use \"AES256\" or \"aws:kms\""),
+            );
+            None
+        }
+    };
+    if kms_key_id.is_some() && !matches!(sse, Some(Sse::Kms(_))) {
+        f.error(errs, "kms-key-id", "only with sse = \"aws:kms\"");
+    }
+    let object_lock = match f.opt_table(errs, "object-lock") {
+        None => None,
+        Some(t) => {
+            let mut lf = Fields::new(f.file(), f.path("object-lock"), t);
+            let mode = match lf.req_str(errs, "mode", "mode = \"governance\" or \"compliance\"") {
+                Some("governance") => Some(LockMode::Governance),
+                Some("compliance") => Some(LockMode::Compliance),
+                Some(other) => {
+                    lf.error(
+                        errs,
+                        "mode",
+                        format!("`{other}`: use \"governance\" or \"compliance\""),
+                    );
+                    None
+                }
+                None => None,
+            };
+            lf.finish(errs, &["mode"]);
+            mode
+        }
+    };
+    (errs.len() == n).then(|| S3Config {
+        bucket: bucket.to_string(),
+        prefix: clean_prefix(parts.get(1..).unwrap_or_default()),
+        region,
+        endpoint,
+        path_style,
+        storage_class,
+        sse,
+        object_lock,
+    })
+}
+
+fn read_azure(errs: &mut Vec<PolicyError>, f: &mut Fields<'_>, url: &str) -> Option<AzureConfig> {
+    let n = errs.len();
+    let parts = url_parts(url, "azure");
+    let account = parts.first().copied().unwrap_or("");
+    let container = parts.get(1).copied().unwrap_or("");
+    let account_ok = (3..=24).contains(&account.len())
+        && account
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let container_ok = (3..=63).contains(&container.len())
+        && container
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !container.starts_with('-');
+    if !account_ok || !container_ok {
+        f.error(
+            errs,
+            "url",
+            format!(
+                "`{url}`: write azure://ACCOUNT/CONTAINER/PREFIX (account: 3-24 of a-z and 0-9; \
+                 container: 3-63 of a-z, 0-9 and '-')"
+            ),
+        );
+    }
+    let endpoint = http_url(errs, f, "endpoint");
+    (errs.len() == n).then(|| AzureConfig {
+        account: account.to_string(),
+        container: container.to_string(),
+        prefix: clean_prefix(parts.get(2..).unwrap_or_default()),
+        endpoint,
+    })
 }
 
 fn read_source(
@@ -629,8 +910,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            set.repositories["local"].url,
-            RepositoryUrl::Local(PathBuf::from("/set/repo"))
+            set.repositories["local"].backend,
+            Backend::Local {
+                path: PathBuf::from("/set/repo")
+            }
         );
         assert_eq!(set.repositories["local"].part_size, 1 << 20);
         let app = &set.sources["app"];

@@ -12,8 +12,10 @@
 //!
 //! Keys are built only in [`layout`].
 
+pub mod azure;
 pub mod layout;
 pub mod local;
+pub mod s3;
 
 use crate::error::{Error, ErrorKind};
 use async_trait::async_trait;
@@ -168,13 +170,17 @@ pub trait Store: Send + Sync + fmt::Debug {
     async fn cleanup_incomplete(&self, before: DateTime<Utc>) -> StorageResult<usize>;
 }
 
-/// Open the store of a policy repository.
-pub fn open(repo: &crate::policy::Repository) -> Arc<dyn Store> {
-    match &repo.url {
-        crate::policy::RepositoryUrl::Local(path) => {
+/// Open the store of a policy repository. Cloud clients are built here (credentials
+/// resolved from the environment) but not contacted: `lifeboat doctor` does that.
+pub async fn open(repo: &crate::policy::Repository) -> Result<Arc<dyn Store>, Error> {
+    use crate::policy::Backend;
+    Ok(match &repo.backend {
+        Backend::Local { path } => {
             Arc::new(local::LocalStore::new(repo.name.clone(), path.clone()))
         }
-    }
+        Backend::S3(cfg) => Arc::new(s3::S3Store::connect(repo, cfg).await?),
+        Backend::Azure(cfg) => Arc::new(azure::AzureStore::connect(repo, cfg).await?),
+    })
 }
 
 #[doc(hidden)]
