@@ -10,13 +10,29 @@ export no_proxy="$NO_PROXY"
 
 # --- what the tests need beyond the Rust toolchain
 missing=()
-command -v python3 >/dev/null 2>&1 || missing+=(python3)
+if ! command -v python3 >/dev/null 2>&1; then
+  missing+=(python3 python3-venv)
+elif ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
+  missing+=(python3-venv) # moto lives in a virtualenv
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
 fi
 python3 -c 'import sqlite3' # the concurrent writer of the consistency test
+
+# --- test peers, on free loopback ports, stopped when this script exits
+cleanup() {
+  bash scripts/peers/moto.sh stop || true
+}
+trap cleanup EXIT
+eval "$(bash scripts/peers/moto.sh start)"
+# moto accepts any credentials; the secret is distinctive so tests can prove it never leaks.
+export AWS_ACCESS_KEY_ID="LBTESTACCESSKEY"
+export AWS_SECRET_ACCESS_KEY="lbtest-secret-$(python3 -c 'import secrets; print(secrets.token_hex(12))')"
+export AWS_REGION="us-east-1"
+unset AWS_PROFILE AWS_SESSION_TOKEN
 
 # --- checks
 cargo fmt --all -- --check

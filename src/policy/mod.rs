@@ -183,6 +183,9 @@ pub struct Repository {
     pub part_size: u64,
     /// Upload parts in flight at once.
     pub max_in_flight: usize,
+    /// How long a request may wait for the store's next bytes before it is abandoned
+    /// (and retried, when the error allows).
+    pub read_timeout: std::time::Duration,
     /// The file that declares it.
     pub file: PathBuf,
 }
@@ -270,7 +273,13 @@ const RETENTION_KEYS: &[&str] = &[
     "keep-monthly",
     "keep-yearly",
 ];
-const REPOSITORY_KEYS: &[&str] = &["url", "part-size", "max-in-flight", "description"];
+const REPOSITORY_KEYS: &[&str] = &[
+    "url",
+    "part-size",
+    "max-in-flight",
+    "read-timeout",
+    "description",
+];
 const S3_KEYS: &[&str] = &[
     "region",
     "endpoint",
@@ -548,6 +557,10 @@ fn read_repository(
     if !(1..=64).contains(&max_in_flight) {
         f.error(errs, "max-in-flight", "must be between 1 and 64");
     }
+    let read_timeout = f
+        .opt_duration(errs, "read-timeout")
+        .and_then(|d| d.to_std().ok())
+        .unwrap_or(std::time::Duration::from_secs(60));
     f.opt_str(errs, "description");
     let mut allowed: Vec<&str> = REPOSITORY_KEYS.to_vec();
     let backend = match url {
@@ -589,6 +602,7 @@ fn read_repository(
             backend,
             part_size,
             max_in_flight,
+            read_timeout,
             file: file.to_path_buf(),
         }),
         _ => None,

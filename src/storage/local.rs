@@ -13,7 +13,6 @@ use super::{
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
@@ -386,27 +385,18 @@ struct LocalUpload {
 impl MultipartUpload for LocalUpload {
     async fn put_part(&mut self, data: Bytes, sha256: [u8; 32]) -> StorageResult<()> {
         let mut file = self.file.take().expect("upload is open");
+        let (store, key) = (self.store.clone(), self.key.clone());
         let (file, res) = tokio::task::spawn_blocking(move || {
-            // The same promise as the cloud stores, which check each part on arrival.
-            let actual: [u8; 32] = Sha256::digest(&data).into();
-            if actual != sha256 {
-                let e = io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!(
-                        "part checksum mismatch: expected sha256 {}, actual {}",
-                        hex::encode(sha256),
-                        hex::encode(actual)
-                    ),
-                );
+            if let Err(e) = super::check_part(&store.name, &key, &data, &sha256) {
                 return (file, Err(e));
             }
-            let r = file.write_all(&data);
+            let r = file.write_all(&data).map_err(|e| store.err(&key, e));
             (file, r)
         })
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
         self.file = Some(file);
-        res.map_err(|e| self.store.err(&self.key, e))
+        res
     }
 
     async fn complete(mut self: Box<Self>) -> StorageResult<UploadReceipt> {

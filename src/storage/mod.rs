@@ -81,6 +81,28 @@ impl From<StorageError> for Error {
 /// Result of storage calls.
 pub type StorageResult<T> = std::result::Result<T, StorageError>;
 
+/// Refuse a part whose bytes do not hash to `sha256`. Stores call it before sending a
+/// part, so a caller's mistake never reaches storage even where the server would not
+/// check (S3 checks `x-amz-checksum-sha256` itself; some compatible stores do not).
+pub fn check_part(repo: &str, key: &str, data: &[u8], sha256: &[u8; 32]) -> StorageResult<()> {
+    use sha2::{Digest, Sha256};
+    let actual: [u8; 32] = Sha256::digest(data).into();
+    if &actual == sha256 {
+        Ok(())
+    } else {
+        Err(StorageError::Other {
+            repo: repo.to_string(),
+            key: key.to_string(),
+            message: format!(
+                "part checksum mismatch: expected sha256 {}, actual {}",
+                hex::encode(sha256),
+                hex::encode(actual)
+            ),
+            retryable: false,
+        })
+    }
+}
+
 /// What a listing or head reports about one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ObjectMeta {

@@ -1,70 +1,610 @@
-//! S3 repositories (`s3://bucket/prefix`).
+//! S3 repositories (`s3://bucket/prefix`), through the official aws-sdk-s3.
+//!
+//! - Credentials come only from the standard AWS chain (environment, profile, web
+//!   identity / IRSA, instance role); the policy never holds them.
+//! - Multipart uploads send every part with its SHA-256 (`x-amz-checksum-sha256`), so
+//!   S3 refuses a part damaged in transit; the completed object's composite checksum is
+//!   returned for the manifest. Up to `max-in-flight` parts are sent at once.
+//! - Create-only puts and completes use `If-None-Match: *`.
+//! - With object lock configured, every object gets the backup's retain-until date:
+//!   set on the put, and set again with PutObjectRetention after a multipart complete
+//!   (some S3-compatible stores ignore lock headers on multipart uploads).
+//! - The SDK's own retries are off: [`super::retry::RetryStore`] retries every backend
+//!   the same way.
 
-use super::{MultipartUpload, ObjectMeta, PutOptions, StorageError, StorageResult, Store};
+use super::{
+    MultipartUpload, ObjectMeta, PutMode, PutOptions, StorageError, StorageResult, Store,
+    UploadReceipt,
+};
 use crate::error::{Error, Result};
-use crate::policy::{Repository, S3Config};
+use crate::policy::{LockMode, Repository, S3Config, Sse};
 use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    ChecksumAlgorithm, ChecksumMode, CompletedMultipartUpload, CompletedPart, ObjectLockMode,
+    ObjectLockRetention, ObjectLockRetentionMode, ServerSideEncryption, StorageClass,
+};
+use base64::Engine as _;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
 
-/// A bucket (and prefix) in S3.
-#[derive(Debug)]
+/// A bucket (and prefix) in S3 or an S3-compatible store.
+#[derive(Debug, Clone)]
 pub struct S3Store {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
     name: String,
+    client: Client,
+    cfg: S3Config,
+    max_in_flight: usize,
+}
+
+fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn aws_time(t: DateTime<Utc>) -> aws_sdk_s3::primitives::DateTime {
+    aws_sdk_s3::primitives::DateTime::from_millis(t.timestamp_millis())
+}
+
+fn chrono_time(t: Option<&aws_sdk_s3::primitives::DateTime>) -> DateTime<Utc> {
+    t.and_then(|t| DateTime::from_timestamp_millis(t.to_millis().ok()?))
+        .unwrap_or_default()
 }
 
 impl S3Store {
-    /// Build the client for `repo`; credentials come from the environment.
+    /// Build the client for `repo`. Nothing is sent; `lifeboat doctor` checks reachability.
     pub async fn connect(repo: &Repository, cfg: &S3Config) -> Result<S3Store> {
-        let _ = cfg;
-        Err(Error::failed(format!(
-            "repository {}: the s3 backend is not built into this version",
-            repo.name
-        )))
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(10))
+                    .read_timeout(repo.read_timeout)
+                    .build(),
+            );
+        if let Some(region) = &cfg.region {
+            loader = loader.region(aws_config::Region::new(region.clone()));
+        }
+        let shared = loader.load().await;
+        if shared.region().is_none() {
+            return Err(Error::bad_input(format!(
+                "repository {}: no AWS region (set `region` in the policy or AWS_REGION)",
+                repo.name
+            )));
+        }
+        let mut builder =
+            aws_sdk_s3::config::Builder::from(&shared).force_path_style(cfg.path_style);
+        if let Some(endpoint) = &cfg.endpoint {
+            builder = builder.endpoint_url(endpoint);
+        }
+        Ok(S3Store {
+            inner: Arc::new(Inner {
+                name: repo.name.clone(),
+                client: Client::from_conf(builder.build()),
+                cfg: cfg.clone(),
+                max_in_flight: repo.max_in_flight,
+            }),
+        })
     }
 
-    fn unsupported(&self, key: &str) -> StorageError {
+    /// The SDK client, for tests and `doctor`.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// The bucket.
+    pub fn bucket(&self) -> &str {
+        &self.inner.cfg.bucket
+    }
+}
+
+impl Inner {
+    fn full(&self, key: &str) -> String {
+        if self.cfg.prefix.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}/{key}", self.cfg.prefix)
+        }
+    }
+
+    fn relative<'a>(&self, full: &'a str) -> Option<&'a str> {
+        if self.cfg.prefix.is_empty() {
+            Some(full)
+        } else {
+            full.strip_prefix(&self.cfg.prefix)?.strip_prefix('/')
+        }
+    }
+
+    fn other(&self, key: &str, message: String, retryable: bool) -> StorageError {
         StorageError::Other {
             repo: self.name.clone(),
             key: key.to_string(),
-            message: "not supported".into(),
-            retryable: false,
+            message,
+            retryable,
         }
+    }
+
+    /// Map an SDK error to ours: 404 is NotFound, a failed precondition is
+    /// AlreadyExists; timeouts, connection faults, throttling and 5xx are retryable.
+    fn err<E>(&self, key: &str, e: SdkError<E, HttpResponse>) -> StorageError
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let status = e.raw_response().map(|r| r.status().as_u16());
+        let code = e.code().map(str::to_string);
+        if status == Some(404) || matches!(code.as_deref(), Some("NoSuchKey" | "NotFound")) {
+            return StorageError::NotFound {
+                repo: self.name.clone(),
+                key: key.to_string(),
+            };
+        }
+        if status == Some(412) || code.as_deref() == Some("PreconditionFailed") {
+            return StorageError::AlreadyExists {
+                repo: self.name.clone(),
+                key: key.to_string(),
+            };
+        }
+        let retryable = matches!(
+            e,
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_)
+        ) || status.is_some_and(|s| s >= 500 || s == 429)
+            || matches!(
+                code.as_deref(),
+                Some(
+                    "SlowDown"
+                        | "Throttling"
+                        | "ThrottlingException"
+                        | "RequestTimeout"
+                        | "InternalError"
+                        | "ServiceUnavailable"
+                        | "ConditionalRequestConflict"
+                )
+            );
+        self.other(key, format!("{}", DisplayErrorContext(&e)), retryable)
+    }
+
+    fn lock_mode(&self) -> Option<ObjectLockMode> {
+        self.cfg.object_lock.map(|m| match m {
+            LockMode::Governance => ObjectLockMode::Governance,
+            LockMode::Compliance => ObjectLockMode::Compliance,
+        })
+    }
+
+    async fn set_retention(&self, key: &str, until: DateTime<Utc>) -> StorageResult<()> {
+        let Some(mode) = self.cfg.object_lock else {
+            return Ok(());
+        };
+        let mode = match mode {
+            LockMode::Governance => ObjectLockRetentionMode::Governance,
+            LockMode::Compliance => ObjectLockRetentionMode::Compliance,
+        };
+        self.client
+            .put_object_retention()
+            .bucket(&self.cfg.bucket)
+            .key(self.full(key))
+            .retention(
+                ObjectLockRetention::builder()
+                    .mode(mode)
+                    .retain_until_date(aws_time(until))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| self.err(key, e))?;
+        Ok(())
     }
 }
 
 #[async_trait]
 impl Store for S3Store {
     fn name(&self) -> &str {
-        &self.name
+        &self.inner.name
     }
-    async fn put(&self, key: &str, _data: Bytes, _opts: &PutOptions) -> StorageResult<()> {
-        Err(self.unsupported(key))
+
+    async fn put(&self, key: &str, data: Bytes, opts: &PutOptions) -> StorageResult<()> {
+        let s = &self.inner;
+        let mut req = s
+            .client
+            .put_object()
+            .bucket(&s.cfg.bucket)
+            .key(s.full(key))
+            .checksum_algorithm(ChecksumAlgorithm::Sha256)
+            .body(ByteStream::from(data));
+        if opts.mode == PutMode::Create {
+            req = req.if_none_match("*");
+        }
+        if let Some(c) = &s.cfg.storage_class {
+            req = req.storage_class(StorageClass::from(c.as_str()));
+        }
+        req = match &s.cfg.sse {
+            Some(Sse::Aes256) => req.server_side_encryption(ServerSideEncryption::Aes256),
+            Some(Sse::Kms(id)) => req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .set_ssekms_key_id(id.clone()),
+            None => req,
+        };
+        if let (Some(mode), Some(until)) = (s.lock_mode(), opts.retain_until) {
+            req = req
+                .object_lock_mode(mode)
+                .object_lock_retain_until_date(aws_time(until));
+        }
+        req.send().await.map_err(|e| s.err(key, e))?;
+        Ok(())
     }
+
     async fn get(&self, key: &str) -> StorageResult<Bytes> {
-        Err(self.unsupported(key))
+        let s = &self.inner;
+        let out = s
+            .client
+            .get_object()
+            .bucket(&s.cfg.bucket)
+            .key(s.full(key))
+            .send()
+            .await
+            .map_err(|e| s.err(key, e))?;
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| s.other(key, format!("reading the body: {e}"), true))?;
+        Ok(body.into_bytes())
     }
-    async fn get_range(&self, key: &str, _range: Range<u64>) -> StorageResult<Bytes> {
-        Err(self.unsupported(key))
+
+    async fn get_range(&self, key: &str, range: Range<u64>) -> StorageResult<Bytes> {
+        let s = &self.inner;
+        if range.end <= range.start {
+            return Ok(Bytes::new());
+        }
+        let out = s
+            .client
+            .get_object()
+            .bucket(&s.cfg.bucket)
+            .key(s.full(key))
+            .range(format!("bytes={}-{}", range.start, range.end - 1))
+            .send()
+            .await
+            .map_err(|e| {
+                if e.raw_response().map(|r| r.status().as_u16()) == Some(416) {
+                    s.other(
+                        key,
+                        format!(
+                            "range {}..{} is past the end of the object",
+                            range.start, range.end
+                        ),
+                        false,
+                    )
+                } else {
+                    s.err(key, e)
+                }
+            })?;
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| s.other(key, format!("reading the body: {e}"), true))?
+            .into_bytes();
+        let want = range.end - range.start;
+        if body.len() as u64 != want {
+            return Err(s.other(
+                key,
+                format!(
+                    "asked for {want} bytes at {}, got {} (object shorter than the range)",
+                    range.start,
+                    body.len()
+                ),
+                false,
+            ));
+        }
+        Ok(body)
     }
+
     async fn head(&self, key: &str) -> StorageResult<ObjectMeta> {
-        Err(self.unsupported(key))
+        let s = &self.inner;
+        let out = s
+            .client
+            .head_object()
+            .bucket(&s.cfg.bucket)
+            .key(s.full(key))
+            .send()
+            .await
+            .map_err(|e| s.err(key, e))?;
+        Ok(ObjectMeta {
+            key: key.to_string(),
+            size: out.content_length().unwrap_or(0).max(0) as u64,
+            modified: chrono_time(out.last_modified()),
+        })
     }
+
     async fn list(&self, prefix: &str) -> StorageResult<Vec<ObjectMeta>> {
-        Err(self.unsupported(prefix))
+        let s = &self.inner;
+        let mut pages = s
+            .client
+            .list_objects_v2()
+            .bucket(&s.cfg.bucket)
+            .prefix(s.full(prefix))
+            .into_paginator()
+            .send();
+        let mut out = Vec::new();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| s.err(prefix, e))?;
+            for obj in page.contents() {
+                let Some(rel) = obj.key().and_then(|k| s.relative(k)) else {
+                    continue;
+                };
+                out.push(ObjectMeta {
+                    key: rel.to_string(),
+                    size: obj.size().unwrap_or(0).max(0) as u64,
+                    modified: chrono_time(obj.last_modified()),
+                });
+            }
+        }
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
     }
+
     async fn delete(&self, key: &str) -> StorageResult<()> {
-        Err(self.unsupported(key))
+        let s = &self.inner;
+        match s
+            .client
+            .delete_object()
+            .bucket(&s.cfg.bucket)
+            .key(s.full(key))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match s.err(key, e) {
+                StorageError::NotFound { .. } => Ok(()),
+                other => Err(other),
+            },
+        }
     }
+
     async fn put_multipart(
         &self,
         key: &str,
-        _opts: &PutOptions,
+        opts: &PutOptions,
     ) -> StorageResult<Box<dyn MultipartUpload>> {
-        Err(self.unsupported(key))
+        let s = &self.inner;
+        let mut req = s
+            .client
+            .create_multipart_upload()
+            .bucket(&s.cfg.bucket)
+            .key(s.full(key))
+            .checksum_algorithm(ChecksumAlgorithm::Sha256);
+        if let Some(c) = &s.cfg.storage_class {
+            req = req.storage_class(StorageClass::from(c.as_str()));
+        }
+        req = match &s.cfg.sse {
+            Some(Sse::Aes256) => req.server_side_encryption(ServerSideEncryption::Aes256),
+            Some(Sse::Kms(id)) => req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .set_ssekms_key_id(id.clone()),
+            None => req,
+        };
+        if let (Some(mode), Some(until)) = (s.lock_mode(), opts.retain_until) {
+            req = req
+                .object_lock_mode(mode)
+                .object_lock_retain_until_date(aws_time(until));
+        }
+        let out = req.send().await.map_err(|e| s.err(key, e))?;
+        let upload_id = out
+            .upload_id()
+            .ok_or_else(|| {
+                s.other(
+                    key,
+                    "CreateMultipartUpload returned no upload id".into(),
+                    true,
+                )
+            })?
+            .to_string();
+        Ok(Box::new(S3Upload {
+            store: self.inner.clone(),
+            key: key.to_string(),
+            upload_id,
+            next_part: 1,
+            in_flight: JoinSet::new(),
+            done: Vec::new(),
+            opts: opts.clone(),
+        }))
     }
-    async fn cleanup_incomplete(&self, _before: DateTime<Utc>) -> StorageResult<usize> {
-        Ok(0)
+
+    async fn cleanup_incomplete(&self, before: DateTime<Utc>) -> StorageResult<usize> {
+        let s = &self.inner;
+        let prefix = s.full("");
+        let mut removed = 0;
+        let mut key_marker: Option<String> = None;
+        let mut id_marker: Option<String> = None;
+        loop {
+            let out = s
+                .client
+                .list_multipart_uploads()
+                .bucket(&s.cfg.bucket)
+                .prefix(&prefix)
+                .set_key_marker(key_marker.clone())
+                .set_upload_id_marker(id_marker.clone())
+                .send()
+                .await
+                .map_err(|e| s.err(&prefix, e))?;
+            for up in out.uploads() {
+                let (Some(key), Some(id)) = (up.key(), up.upload_id()) else {
+                    continue;
+                };
+                if chrono_time(up.initiated()) < before {
+                    s.client
+                        .abort_multipart_upload()
+                        .bucket(&s.cfg.bucket)
+                        .key(key)
+                        .upload_id(id)
+                        .send()
+                        .await
+                        .map_err(|e| s.err(key, e))?;
+                    removed += 1;
+                }
+            }
+            if out.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = out.next_key_marker().map(str::to_string);
+            id_marker = out.next_upload_id_marker().map(str::to_string);
+            if key_marker.is_none() && id_marker.is_none() {
+                break;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+struct S3Upload {
+    store: Arc<Inner>,
+    key: String,
+    upload_id: String,
+    next_part: i32,
+    in_flight: JoinSet<StorageResult<CompletedPart>>,
+    done: Vec<CompletedPart>,
+    opts: PutOptions,
+}
+
+impl S3Upload {
+    async fn join_one(&mut self) -> StorageResult<()> {
+        if let Some(res) = self.in_flight.join_next().await {
+            let part = res.map_err(|e| {
+                self.store
+                    .other(&self.key, format!("part upload task failed: {e}"), false)
+            })??;
+            self.done.push(part);
+        }
+        Ok(())
+    }
+
+    async fn abort_upload(&mut self) -> StorageResult<()> {
+        self.in_flight.abort_all();
+        while self.in_flight.join_next().await.is_some() {}
+        let s = &self.store;
+        match s
+            .client
+            .abort_multipart_upload()
+            .bucket(&s.cfg.bucket)
+            .key(s.full(&self.key))
+            .upload_id(&self.upload_id)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match s.err(&self.key, e) {
+                // NoSuchUpload: already gone.
+                StorageError::NotFound { .. } => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+}
+
+#[async_trait]
+impl MultipartUpload for S3Upload {
+    async fn put_part(&mut self, data: Bytes, sha256: [u8; 32]) -> StorageResult<()> {
+        super::check_part(&self.store.name, &self.key, &data, &sha256)?;
+        while self.in_flight.len() >= self.store.max_in_flight {
+            self.join_one().await?;
+        }
+        let number = self.next_part;
+        self.next_part += 1;
+        let s = self.store.clone();
+        let key = self.key.clone();
+        let upload_id = self.upload_id.clone();
+        self.in_flight.spawn(async move {
+            let checksum = b64(&sha256);
+            let out = s
+                .client
+                .upload_part()
+                .bucket(&s.cfg.bucket)
+                .key(s.full(&key))
+                .upload_id(upload_id)
+                .part_number(number)
+                .checksum_sha256(&checksum)
+                .body(ByteStream::from(data))
+                .send()
+                .await
+                .map_err(|e| s.err(&key, e))?;
+            Ok(CompletedPart::builder()
+                .part_number(number)
+                .set_e_tag(out.e_tag().map(str::to_string))
+                .checksum_sha256(out.checksum_sha256().unwrap_or(&checksum))
+                .build())
+        });
+        Ok(())
+    }
+
+    async fn complete(mut self: Box<Self>) -> StorageResult<UploadReceipt> {
+        while !self.in_flight.is_empty() {
+            if let Err(e) = self.join_one().await {
+                let _ = self.abort_upload().await;
+                return Err(e);
+            }
+        }
+        self.done.sort_by_key(|p| p.part_number());
+        let s = self.store.clone();
+        let mut req = s
+            .client
+            .complete_multipart_upload()
+            .bucket(&s.cfg.bucket)
+            .key(s.full(&self.key))
+            .upload_id(&self.upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(std::mem::take(&mut self.done)))
+                    .build(),
+            );
+        if self.opts.mode == PutMode::Create {
+            req = req.if_none_match("*");
+        }
+        let out = match req.send().await {
+            Ok(out) => out,
+            Err(e) => {
+                let err = s.err(&self.key, e);
+                let _ = self.abort_upload().await;
+                return Err(err);
+            }
+        };
+        if let Some(until) = self.opts.retain_until {
+            s.set_retention(&self.key, until).await?;
+        }
+        // Some S3-compatible stores leave the checksum out of the complete response;
+        // HEAD has it, and confirms the object is there.
+        let checksum = match out.checksum_sha256() {
+            Some(c) => Some(c.to_string()),
+            None => s
+                .client
+                .head_object()
+                .bucket(&s.cfg.bucket)
+                .key(s.full(&self.key))
+                .checksum_mode(ChecksumMode::Enabled)
+                .send()
+                .await
+                .map_err(|e| s.err(&self.key, e))?
+                .checksum_sha256()
+                .map(str::to_string),
+        };
+        Ok(UploadReceipt {
+            provider_checksum: checksum.map(|c| format!("s3-composite-sha256:{c}")),
+        })
+    }
+
+    async fn abort(mut self: Box<Self>) -> StorageResult<()> {
+        self.abort_upload().await
     }
 }
