@@ -6,7 +6,7 @@ use bytes::Bytes;
 use chrono::{Duration, Utc};
 use lifeboat::policy::PolicySet;
 use lifeboat::storage::s3::S3Store;
-use lifeboat::storage::{self, PutOptions, Store};
+use lifeboat::storage::{self, Part, PutOptions, Store};
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
@@ -14,6 +14,15 @@ fn endpoint() -> String {
     std::env::var("LIFEBOAT_TEST_S3_ENDPOINT").expect(
         "LIFEBOAT_TEST_S3_ENDPOINT is not set: run the tests through scripts/test.sh, which starts moto",
     )
+}
+
+fn part(index: usize, offset: u64, data: Bytes) -> Part {
+    Part {
+        index,
+        offset,
+        sha256: Sha256::digest(&data).into(),
+        data,
+    }
 }
 
 fn bucket_name(tag: &str) -> String {
@@ -74,17 +83,19 @@ async fn parts_carry_their_sha256_and_the_composite_checksum_is_returned() {
         Bytes::from(vec![2u8; 5 << 20]),
         Bytes::from_static(b"last"),
     ];
-    let mut up = s
+    let up = s
         .put_multipart("a/data", &PutOptions::create())
         .await
         .unwrap();
     let mut digests = Vec::new();
-    for p in &parts {
-        let d: [u8; 32] = Sha256::digest(p).into();
-        digests.push(d);
-        up.put_part(p.clone(), d).await.unwrap();
+    let mut offset = 0;
+    for (i, p) in parts.iter().enumerate() {
+        let p = part(i, offset, p.clone());
+        offset += p.data.len() as u64;
+        digests.push(p.sha256);
+        up.put_part(p).await.unwrap();
     }
-    let receipt = up.complete().await.unwrap();
+    let receipt = up.complete(parts.len()).await.unwrap();
     let composite = receipt
         .provider_checksum
         .expect("S3 returns a composite checksum");
@@ -121,15 +132,13 @@ async fn a_part_whose_bytes_do_not_match_is_refused_before_it_is_sent() {
     let bucket = bucket_name("bad");
     let s = store(&bucket, "").await;
     create_bucket(&s, false).await;
-    let mut up = s
+    let up = s
         .put_multipart("a/data", &PutOptions::create())
         .await
         .unwrap();
-    let wrong: [u8; 32] = Sha256::digest(b"not these bytes").into();
-    let err = up
-        .put_part(Bytes::from_static(b"these bytes"), wrong)
-        .await
-        .unwrap_err();
+    let mut bad = part(0, 0, Bytes::from_static(b"these bytes"));
+    bad.sha256 = Sha256::digest(b"not these bytes").into();
+    let err = up.put_part(bad).await.unwrap_err();
     assert!(err.to_string().contains("checksum mismatch"), "{err}");
     up.abort().await.unwrap();
     let uploads = s
@@ -156,12 +165,11 @@ async fn object_lock_retains_single_puts_and_completed_uploads_until_keep_until(
     s.put("a/manifest.json", Bytes::from_static(b"{}"), &opts)
         .await
         .unwrap();
-    let mut up = s.put_multipart("a/data", &opts).await.unwrap();
-    let p = Bytes::from_static(b"payload");
-    up.put_part(p.clone(), Sha256::digest(&p).into())
+    let up = s.put_multipart("a/data", &opts).await.unwrap();
+    up.put_part(part(0, 0, Bytes::from_static(b"payload")))
         .await
         .unwrap();
-    up.complete().await.unwrap();
+    up.complete(1).await.unwrap();
     for key in ["backups/a/manifest.json", "backups/a/data"] {
         // moto answers no GetObjectRetention; the lock headers of HEAD say the same.
         let head = s
@@ -191,12 +199,11 @@ async fn stale_multipart_uploads_under_the_prefix_are_aborted() {
     let bucket = bucket_name("stale");
     let s = store(&bucket, "").await;
     create_bucket(&s, false).await;
-    let mut up = s
+    let up = s
         .put_multipart("a/data", &PutOptions::create())
         .await
         .unwrap();
-    let p = Bytes::from_static(b"orphan");
-    up.put_part(p.clone(), Sha256::digest(&p).into())
+    up.put_part(part(0, 0, Bytes::from_static(b"orphan")))
         .await
         .unwrap();
     // A crash: the upload is neither completed nor aborted.

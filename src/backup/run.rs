@@ -172,7 +172,8 @@ async fn run(
     let mut tasks = Vec::new();
     for dest in &source.destinations {
         let store = ctx.store(dest)?;
-        let part_size = ctx.policies.repositories[dest].part_size as usize;
+        let repo = &ctx.policies.repositories[dest];
+        let (part_size, in_flight) = (repo.part_size as usize, repo.max_in_flight);
         match store.put_multipart(&data_key, &put_opts).await {
             Ok(up) => {
                 let (tx, rx) = mpsc::channel::<Bytes>(opts.queue_depth);
@@ -191,6 +192,7 @@ async fn run(
                         up,
                         rx,
                         part_size,
+                        in_flight,
                         finished,
                         |n| {
                             if n == 1 {

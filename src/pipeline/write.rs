@@ -1,8 +1,9 @@
 //! The backup side of the pipeline.
 
 use crate::error::{Error, Result};
-use crate::storage::{MultipartUpload, StorageError};
+use crate::storage::{MultipartUpload, Part, StorageError};
 use bytes::{Bytes, BytesMut};
+use futures::stream::{FuturesUnordered, StreamExt};
 use sha2::{Digest, Sha256};
 use std::io::Read;
 use tokio::sync::mpsc;
@@ -135,15 +136,18 @@ pub struct DestinationUpload {
     pub provider_checksum: Option<String>,
 }
 
-/// Receive blocks, cut them into `part_size` parts, hash and upload each part.
+/// Receive blocks, cut them into `part_size` parts, hash each part and upload up to
+/// `in_flight` parts at once.
 ///
 /// The upload is completed only after the producer closed the channel normally,
 /// i.e. `finished` resolves to true; otherwise (or on any error) it is aborted, so
-/// nothing partial ever becomes visible.
+/// nothing partial ever becomes visible. Dropping the receiver on failure tells the
+/// producer to stop feeding this destination.
 pub async fn upload(
-    mut up: Box<dyn MultipartUpload>,
+    up: Box<dyn MultipartUpload>,
     mut rx: mpsc::Receiver<Bytes>,
     part_size: usize,
+    in_flight: usize,
     finished: impl std::future::Future<Output = bool>,
     after_part: impl Fn(usize),
 ) -> Result<DestinationUpload> {
@@ -151,24 +155,44 @@ pub async fn upload(
         let mut buf = BytesMut::with_capacity(part_size);
         let mut chunks = Vec::new();
         let mut size = 0u64;
-        while let Some(block) = rx.recv().await {
-            buf.extend_from_slice(&block);
-            while buf.len() >= part_size {
-                let part = buf.split_to(part_size).freeze();
-                let digest: [u8; 32] = Sha256::digest(&part).into();
-                chunks.push(hex::encode(digest));
-                size += part.len() as u64;
-                up.put_part(part, digest).await?;
-                after_part(chunks.len());
+        let mut sending = FuturesUnordered::new();
+        let mut sent = 0usize;
+        let mut input_done = false;
+        loop {
+            // Cut a part when one is full, or the last one when the input ended.
+            let ready =
+                buf.len() >= part_size || (input_done && (!buf.is_empty() || chunks.is_empty()));
+            if ready && sending.len() < in_flight {
+                let data = buf.split_to(part_size.min(buf.len())).freeze();
+                let sha256: [u8; 32] = Sha256::digest(&data).into();
+                chunks.push(hex::encode(sha256));
+                let part = Part {
+                    index: chunks.len() - 1,
+                    offset: size,
+                    data,
+                    sha256,
+                };
+                size += part.data.len() as u64;
+                sending.push(up.put_part(part));
+                continue;
             }
-        }
-        if !buf.is_empty() || chunks.is_empty() {
-            let part = buf.freeze();
-            let digest: [u8; 32] = Sha256::digest(&part).into();
-            chunks.push(hex::encode(digest));
-            size += part.len() as u64;
-            up.put_part(part, digest).await?;
-            after_part(chunks.len());
+            if input_done && !ready && sending.is_empty() {
+                break;
+            }
+            tokio::select! {
+                // Finish parts before reading more, which keeps memory bounded.
+                Some(res) = sending.next(), if !sending.is_empty() => {
+                    res?;
+                    sent += 1;
+                    after_part(sent);
+                }
+                block = rx.recv(), if !input_done && buf.len() < part_size => {
+                    match block {
+                        Some(b) => buf.extend_from_slice(&b),
+                        None => input_done = true,
+                    }
+                }
+            }
         }
         Ok(DestinationUpload {
             size,
@@ -179,7 +203,7 @@ pub async fn upload(
     .await;
     match result {
         Ok(mut done) if finished.await => {
-            let receipt = up.complete().await?;
+            let receipt = up.complete(done.chunks.len()).await?;
             done.provider_checksum = receipt.provider_checksum;
             Ok(done)
         }
@@ -188,7 +212,6 @@ pub async fn upload(
             Err(Error::failed("the source stream failed; upload aborted"))
         }
         Err(e) => {
-            // Dropping the receiver tells the producer to stop feeding this destination.
             drop(rx);
             let _ = up.abort().await;
             Err(e.into())

@@ -7,7 +7,7 @@
 //! listings ignore and `cleanup_incomplete` removes.
 
 use super::{
-    MultipartUpload, ObjectMeta, PutMode, PutOptions, StorageError, StorageResult, Store,
+    MultipartUpload, ObjectMeta, Part, PutMode, PutOptions, StorageError, StorageResult, Store,
     UploadReceipt,
 };
 use async_trait::async_trait;
@@ -16,7 +16,9 @@ use chrono::{DateTime, Utc};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Prefix of in-flight temporary files; names starting with `.` are never listed.
 const TMP_PREFIX: &str = ".lifeboat-tmp-";
@@ -88,13 +90,12 @@ impl LocalStore {
         &self,
         key: &str,
         tmp: &Path,
-        file: File,
+        file: &File,
         dest: &Path,
         mode: PutMode,
     ) -> StorageResult<()> {
         let result = (|| {
             file.sync_all().map_err(|e| self.err(key, e))?;
-            drop(file);
             match mode {
                 PutMode::Overwrite => fs::rename(tmp, dest).map_err(|e| self.err(key, e))?,
                 PutMode::Create => {
@@ -208,7 +209,7 @@ impl Store for LocalStore {
                 let _ = fs::remove_file(&tmp);
                 return Err(this.err(&key, e));
             }
-            this.commit(&key, &tmp, file, &dest, mode)
+            this.commit(&key, &tmp, &file, &dest, mode)
         })
         .await
     }
@@ -347,7 +348,7 @@ impl Store for LocalStore {
                 key,
                 dest,
                 tmp,
-                file: Some(file),
+                file: Arc::new(file),
                 mode,
             }) as Box<dyn MultipartUpload>)
         })
@@ -377,47 +378,38 @@ struct LocalUpload {
     key: String,
     dest: PathBuf,
     tmp: PathBuf,
-    file: Option<File>,
+    file: Arc<File>,
     mode: PutMode,
 }
 
 #[async_trait]
 impl MultipartUpload for LocalUpload {
-    async fn put_part(&mut self, data: Bytes, sha256: [u8; 32]) -> StorageResult<()> {
-        let mut file = self.file.take().expect("upload is open");
-        let (store, key) = (self.store.clone(), self.key.clone());
-        let (file, res) = tokio::task::spawn_blocking(move || {
-            if let Err(e) = super::check_part(&store.name, &key, &data, &sha256) {
-                return (file, Err(e));
-            }
-            let r = file.write_all(&data).map_err(|e| store.err(&key, e));
-            (file, r)
+    async fn put_part(&self, part: Part) -> StorageResult<()> {
+        let (store, key, file) = (self.store.clone(), self.key.clone(), self.file.clone());
+        blocking(move || {
+            super::check_part(&store.name, &key, &part.data, &part.sha256)?;
+            // Positional writes: parts may arrive in any order, or twice.
+            file.write_all_at(&part.data, part.offset)
+                .map_err(|e| store.err(&key, e))
         })
         .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        self.file = Some(file);
-        res
     }
 
-    async fn complete(mut self: Box<Self>) -> StorageResult<UploadReceipt> {
-        let file = self.file.take().expect("upload is open");
+    async fn complete(self: Box<Self>, _parts: usize) -> StorageResult<UploadReceipt> {
         let LocalUpload {
             store,
             key,
             dest,
             tmp,
+            file,
             mode,
-            ..
         } = *self;
-        blocking(move || store.commit(&key, &tmp, file, &dest, mode)).await?;
+        blocking(move || store.commit(&key, &tmp, &file, &dest, mode)).await?;
         Ok(UploadReceipt::default())
     }
 
-    async fn abort(mut self: Box<Self>) -> StorageResult<()> {
-        drop(self.file.take());
-        let tmp = self.tmp.clone();
-        let store = self.store.clone();
-        let key = self.key.clone();
+    async fn abort(self: Box<Self>) -> StorageResult<()> {
+        let (tmp, store, key) = (self.tmp.clone(), self.store.clone(), self.key.clone());
         blocking(move || match fs::remove_file(&tmp) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),

@@ -152,14 +152,30 @@ pub struct UploadReceipt {
     pub provider_checksum: Option<String>,
 }
 
-/// A streamed upload of one object in parts, in order.
+/// One part of a multipart upload.
+#[derive(Debug, Clone)]
+pub struct Part {
+    /// 0-based position of the part.
+    pub index: usize,
+    /// Byte offset of the part in the object.
+    pub offset: u64,
+    /// The bytes.
+    pub data: Bytes,
+    /// SHA-256 of `data`.
+    pub sha256: [u8; 32],
+}
+
+/// A streamed upload of one object in parts.
+///
+/// Parts may be sent concurrently and in any order, and sending the same part again
+/// (same index, offset and bytes) is harmless: that is what makes retries and parallel
+/// uploads safe. A store refuses a part whose bytes do not match its SHA-256.
 #[async_trait]
-pub trait MultipartUpload: Send {
-    /// Send the next part with its SHA-256. A store refuses a part whose bytes do not
-    /// match the hash (the end-to-end check of the transfer).
-    async fn put_part(&mut self, data: Bytes, sha256: [u8; 32]) -> StorageResult<()>;
-    /// Make the object visible, atomically.
-    async fn complete(self: Box<Self>) -> StorageResult<UploadReceipt>;
+pub trait MultipartUpload: Send + Sync {
+    /// Send one part.
+    async fn put_part(&self, part: Part) -> StorageResult<()>;
+    /// Make the object of parts `0..parts` visible, atomically.
+    async fn complete(self: Box<Self>, parts: usize) -> StorageResult<UploadReceipt>;
     /// Discard everything sent.
     async fn abort(self: Box<Self>) -> StorageResult<()>;
 }

@@ -4,7 +4,7 @@
 //!   identity / IRSA, instance role); the policy never holds them.
 //! - Multipart uploads send every part with its SHA-256 (`x-amz-checksum-sha256`), so
 //!   S3 refuses a part damaged in transit; the completed object's composite checksum is
-//!   returned for the manifest. Up to `max-in-flight` parts are sent at once.
+//!   returned for the manifest.
 //! - Create-only puts and completes use `If-None-Match: *`.
 //! - With object lock configured, every object gets the backup's retain-until date:
 //!   set on the put, and set again with PutObjectRetention after a multipart complete
@@ -13,7 +13,7 @@
 //!   the same way.
 
 use super::{
-    MultipartUpload, ObjectMeta, PutMode, PutOptions, StorageError, StorageResult, Store,
+    MultipartUpload, ObjectMeta, Part, PutMode, PutOptions, StorageError, StorageResult, Store,
     UploadReceipt,
 };
 use crate::error::{Error, Result};
@@ -33,10 +33,10 @@ use aws_sdk_s3::types::{
 use base64::Engine as _;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
+use std::collections::BTreeMap;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::task::JoinSet;
 
 /// A bucket (and prefix) in S3 or an S3-compatible store.
 #[derive(Debug, Clone)]
@@ -49,7 +49,6 @@ struct Inner {
     name: String,
     client: Client,
     cfg: S3Config,
-    max_in_flight: usize,
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -96,7 +95,6 @@ impl S3Store {
                 name: repo.name.clone(),
                 client: Client::from_conf(builder.build()),
                 cfg: cfg.clone(),
-                max_in_flight: repo.max_in_flight,
             }),
         })
     }
@@ -416,9 +414,7 @@ impl Store for S3Store {
             store: self.inner.clone(),
             key: key.to_string(),
             upload_id,
-            next_part: 1,
-            in_flight: JoinSet::new(),
-            done: Vec::new(),
+            parts: Mutex::new(BTreeMap::new()),
             opts: opts.clone(),
         }))
     }
@@ -473,27 +469,12 @@ struct S3Upload {
     store: Arc<Inner>,
     key: String,
     upload_id: String,
-    next_part: i32,
-    in_flight: JoinSet<StorageResult<CompletedPart>>,
-    done: Vec<CompletedPart>,
+    parts: Mutex<BTreeMap<usize, CompletedPart>>,
     opts: PutOptions,
 }
 
 impl S3Upload {
-    async fn join_one(&mut self) -> StorageResult<()> {
-        if let Some(res) = self.in_flight.join_next().await {
-            let part = res.map_err(|e| {
-                self.store
-                    .other(&self.key, format!("part upload task failed: {e}"), false)
-            })??;
-            self.done.push(part);
-        }
-        Ok(())
-    }
-
-    async fn abort_upload(&mut self) -> StorageResult<()> {
-        self.in_flight.abort_all();
-        while self.in_flight.join_next().await.is_some() {}
+    async fn abort_upload(&self) -> StorageResult<()> {
         let s = &self.store;
         match s
             .client
@@ -516,48 +497,61 @@ impl S3Upload {
 
 #[async_trait]
 impl MultipartUpload for S3Upload {
-    async fn put_part(&mut self, data: Bytes, sha256: [u8; 32]) -> StorageResult<()> {
-        super::check_part(&self.store.name, &self.key, &data, &sha256)?;
-        while self.in_flight.len() >= self.store.max_in_flight {
-            self.join_one().await?;
-        }
-        let number = self.next_part;
-        self.next_part += 1;
-        let s = self.store.clone();
-        let key = self.key.clone();
-        let upload_id = self.upload_id.clone();
-        self.in_flight.spawn(async move {
-            let checksum = b64(&sha256);
-            let out = s
-                .client
-                .upload_part()
-                .bucket(&s.cfg.bucket)
-                .key(s.full(&key))
-                .upload_id(upload_id)
-                .part_number(number)
-                .checksum_sha256(&checksum)
-                .body(ByteStream::from(data))
-                .send()
-                .await
-                .map_err(|e| s.err(&key, e))?;
-            Ok(CompletedPart::builder()
-                .part_number(number)
-                .set_e_tag(out.e_tag().map(str::to_string))
-                .checksum_sha256(out.checksum_sha256().unwrap_or(&checksum))
-                .build())
-        });
+    async fn put_part(&self, part: Part) -> StorageResult<()> {
+        let s = &self.store;
+        super::check_part(&s.name, &self.key, &part.data, &part.sha256)?;
+        let number = i32::try_from(part.index + 1)
+            .ok()
+            .filter(|n| *n <= 10_000)
+            .ok_or_else(|| {
+                s.other(
+                    &self.key,
+                    "more than 10000 parts: raise the repository's part-size".into(),
+                    false,
+                )
+            })?;
+        let checksum = b64(&part.sha256);
+        let out = s
+            .client
+            .upload_part()
+            .bucket(&s.cfg.bucket)
+            .key(s.full(&self.key))
+            .upload_id(&self.upload_id)
+            .part_number(number)
+            .checksum_sha256(&checksum)
+            .body(ByteStream::from(part.data))
+            .send()
+            .await
+            .map_err(|e| s.err(&self.key, e))?;
+        let done = CompletedPart::builder()
+            .part_number(number)
+            .set_e_tag(out.e_tag().map(str::to_string))
+            .checksum_sha256(out.checksum_sha256().unwrap_or(&checksum))
+            .build();
+        self.parts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(part.index, done);
         Ok(())
     }
 
-    async fn complete(mut self: Box<Self>) -> StorageResult<UploadReceipt> {
-        while !self.in_flight.is_empty() {
-            if let Err(e) = self.join_one().await {
-                let _ = self.abort_upload().await;
-                return Err(e);
-            }
-        }
-        self.done.sort_by_key(|p| p.part_number());
+    async fn complete(self: Box<Self>, parts: usize) -> StorageResult<UploadReceipt> {
         let s = self.store.clone();
+        let done: Vec<CompletedPart> = {
+            let map = self.parts.lock().unwrap_or_else(|e| e.into_inner());
+            (0..parts).filter_map(|i| map.get(&i).cloned()).collect()
+        };
+        if done.len() != parts {
+            let _ = self.abort_upload().await;
+            return Err(s.other(
+                &self.key,
+                format!(
+                    "complete asked for {parts} parts, {} were uploaded",
+                    done.len()
+                ),
+                false,
+            ));
+        }
         let mut req = s
             .client
             .complete_multipart_upload()
@@ -566,7 +560,7 @@ impl MultipartUpload for S3Upload {
             .upload_id(&self.upload_id)
             .multipart_upload(
                 CompletedMultipartUpload::builder()
-                    .set_parts(Some(std::mem::take(&mut self.done)))
+                    .set_parts(Some(done))
                     .build(),
             );
         if self.opts.mode == PutMode::Create {
@@ -604,7 +598,7 @@ impl MultipartUpload for S3Upload {
         })
     }
 
-    async fn abort(mut self: Box<Self>) -> StorageResult<()> {
+    async fn abort(self: Box<Self>) -> StorageResult<()> {
         self.abort_upload().await
     }
 }
