@@ -16,6 +16,7 @@ pub mod azure;
 pub mod layout;
 pub mod local;
 pub mod s3;
+pub mod wrap;
 
 use crate::error::{Error, ErrorKind};
 use async_trait::async_trait;
@@ -62,6 +63,17 @@ impl StorageError {
     /// True for [`StorageError::NotFound`].
     pub fn is_not_found(&self) -> bool {
         matches!(self, StorageError::NotFound { .. })
+    }
+
+    /// Whether a later attempt of the same call may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            StorageError::Other {
+                retryable: true,
+                ..
+            }
+        )
     }
 }
 
@@ -212,13 +224,20 @@ pub trait Store: Send + Sync + fmt::Debug {
 /// resolved from the environment) but not contacted: `lifeboat doctor` does that.
 pub async fn open(repo: &crate::policy::Repository) -> Result<Arc<dyn Store>, Error> {
     use crate::policy::Backend;
-    Ok(match &repo.backend {
+    let store: Arc<dyn Store> = match &repo.backend {
         Backend::Local { path } => {
             Arc::new(local::LocalStore::new(repo.name.clone(), path.clone()))
         }
         Backend::S3(cfg) => Arc::new(s3::S3Store::connect(repo, cfg).await?),
         Backend::Azure(cfg) => Arc::new(azure::AzureStore::connect(repo, cfg).await?),
-    })
+    };
+    // Retry each call, and bound the calls in flight to what the repository allows
+    // (its parts in flight, plus room for the reads that overlap them).
+    let retry = wrap::RetryStore::new(store, wrap::RetryPolicy::default());
+    Ok(Arc::new(wrap::LimitStore::new(
+        Arc::new(retry),
+        repo.max_in_flight + 2,
+    )))
 }
 
 #[doc(hidden)]

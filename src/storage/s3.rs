@@ -9,7 +9,7 @@
 //! - With object lock configured, every object gets the backup's retain-until date:
 //!   set on the put, and set again with PutObjectRetention after a multipart complete
 //!   (some S3-compatible stores ignore lock headers on multipart uploads).
-//! - The SDK's own retries are off: [`super::retry::RetryStore`] retries every backend
+//! - The SDK's own retries are off: [`super::wrap::RetryStore`] retries every backend
 //!   the same way.
 
 use super::{
