@@ -179,12 +179,13 @@ async fn restore_from(
     let (manifest, _) = read_manifest(ctx, repo, source, id).await?;
     let store = ctx.store(repo)?;
     let key = layout::data_key(source, id);
+    let ahead = ctx.policies.repositories[repo].max_in_flight;
     let handle = tokio::runtime::Handle::current();
     let engine = engine.clone();
     let m = manifest.clone();
     let target = target.to_string();
     let outcome = blocking(move || {
-        let mut stream = pipeline::open_raw(store, key, &m, handle)?;
+        let mut stream = pipeline::open_raw(store, key, &m, ahead, handle)?;
         engine.restore(&target, &mut stream, &m.counts)
     })
     .await?;

@@ -24,6 +24,9 @@ pub struct VerifySelection {
     pub source: Option<String>,
     /// Every backup, not only the newest of each source.
     pub all: bool,
+    /// Read back only this percentage of the chunks (0 < p < 100). A sampled check
+    /// never makes a backup "verified"; a failed one withdraws that status.
+    pub sample: Option<f64>,
 }
 
 /// Verify the selected backups; `Ok` even when some failed (see each result).
@@ -31,6 +34,14 @@ pub async fn verify(ctx: &Context, sel: &VerifySelection) -> Result<Vec<VerifyRe
     for id in &sel.ids {
         layout::check_backup_id(id)?;
     }
+    if let Some(p) = sel.sample
+        && !(p > 0.0 && p <= 100.0)
+    {
+        return Err(Error::bad_input(format!(
+            "--sample {p}: give a percentage above 0 and at most 100"
+        )));
+    }
+    let sample = sel.sample.filter(|p| *p < 100.0);
     let sources: Vec<String> = match &sel.source {
         Some(s) => vec![ctx.policies.source(s)?.name.clone()],
         None => ctx.policies.sources.keys().cloned().collect(),
@@ -64,15 +75,24 @@ pub async fn verify(ctx: &Context, sel: &VerifySelection) -> Result<Vec<VerifyRe
     let mut results = Vec::new();
     for t in targets {
         let m = &t.manifest;
-        let result = verify_one(ctx, &t).await;
+        let result = verify_one(ctx, &t, sample).await;
         let store = ctx.store(&m.repository)?;
-        let recorded = store
-            .put(
-                &layout::verify_key(&m.source, &m.backup_id),
-                Bytes::from(seal(VERIFY_FORMAT, &result)),
-                &PutOptions::default(),
-            )
-            .await;
+        // verify.json keeps what a rebuilt catalog must know: full results, and any
+        // failure. A passing sample must not replace a full result there.
+        let recorded = if result.mode == "full" || !result.ok {
+            store
+                .put(
+                    &layout::verify_key(&m.source, &m.backup_id),
+                    Bytes::from(seal(VERIFY_FORMAT, &result)),
+                    &PutOptions {
+                        retain_until: Some(m.keep_until),
+                        ..PutOptions::default()
+                    },
+                )
+                .await
+        } else {
+            Ok(())
+        };
         ctx.catalog.record_verification(&result)?;
         if result.ok {
             info!(source = %m.source, backup = %m.backup_id, repository = %m.repository, "verified");
@@ -87,7 +107,11 @@ pub async fn verify(ctx: &Context, sel: &VerifySelection) -> Result<Vec<VerifyRe
 
 /// Verify one catalogued backup on its repository. The catalog's copy of the manifest
 /// and of its hash say what to expect when the stored manifest itself is damaged.
-pub async fn verify_one(ctx: &Context, backup: &CatalogBackup) -> VerifyResult {
+pub async fn verify_one(
+    ctx: &Context,
+    backup: &CatalogBackup,
+    sample: Option<f64>,
+) -> VerifyResult {
     let cached = &backup.manifest;
     let (repo, source, id) = (
         cached.repository.as_str(),
@@ -100,7 +124,7 @@ pub async fn verify_one(ctx: &Context, backup: &CatalogBackup) -> VerifyResult {
         repository: repo.to_string(),
         verified_at: ctx.clock.now(),
         ok: false,
-        mode: "full".into(),
+        mode: if sample.is_some() { "sample" } else { "full" }.into(),
         expected_sha256: cached.stored.sha256.clone(),
         actual_sha256: None,
         problems: Vec::new(),
@@ -152,10 +176,21 @@ pub async fn verify_one(ctx: &Context, backup: &CatalogBackup) -> VerifyResult {
             return result;
         }
     }
+    if let Some(percent) = sample {
+        let problems = verify_sample(&store, &key, &manifest, percent).await;
+        result.problems.extend(problems);
+        result.ok = result.problems.is_empty();
+        return result;
+    }
+    let ahead = ctx
+        .policies
+        .repositories
+        .get(repo)
+        .map_or(4, |r| r.max_in_flight);
     let handle = tokio::runtime::Handle::current();
     let m = manifest.clone();
     let read = blocking(move || {
-        let chunks = ChunkReader::new(store, key, &m, handle).tolerant();
+        let chunks = ChunkReader::new(store, key, &m, ahead, handle).tolerant();
         let mut problems = Vec::new();
         let mut decoder =
             zstd::stream::read::Decoder::new(chunks).map_err(|e| Error::io("zstd", e))?;
@@ -194,4 +229,43 @@ pub async fn verify_one(ctx: &Context, backup: &CatalogBackup) -> VerifyResult {
 
 fn describe(e: &io::Error) -> String {
     integrity_of(e).unwrap_or_else(|| format!("read failed: {e}"))
+}
+
+/// Read back a random `percent` of the chunks (at least one) and check their hashes.
+async fn verify_sample(
+    store: &std::sync::Arc<dyn crate::storage::Store>,
+    key: &str,
+    m: &crate::catalog::manifest::Manifest,
+    percent: f64,
+) -> Vec<String> {
+    let n = m.stored.chunks.len();
+    let want = ((n as f64 * percent / 100.0).ceil() as usize).clamp(1, n.max(1));
+    let mut indices: Vec<usize> = (0..n).collect();
+    // A partial Fisher-Yates shuffle picks `want` distinct chunks.
+    for i in 0..want.min(n) {
+        let j = i + (rand::random::<u64>() as usize) % (n - i);
+        indices.swap(i, j);
+    }
+    let mut problems = Vec::new();
+    for &i in indices.iter().take(want) {
+        let start = i as u64 * m.stored.chunk_size;
+        let end = (start + m.stored.chunk_size).min(m.stored.size);
+        match store.get_range(key, start..end).await {
+            Ok(data) => {
+                let actual = hex::encode(Sha256::digest(&data));
+                if actual != m.stored.chunks[i] {
+                    problems.push(format!(
+                        "backup {}/{} in repository {}: chunk {} of {n}: expected sha256 {}, actual {actual}",
+                        m.source,
+                        m.backup_id,
+                        store.name(),
+                        i + 1,
+                        m.stored.chunks[i]
+                    ));
+                }
+            }
+            Err(e) => problems.push(e.to_string()),
+        }
+    }
+    problems
 }

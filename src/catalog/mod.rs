@@ -78,16 +78,18 @@ pub struct CatalogBackup {
     pub manifest: Manifest,
     /// SHA-256 of the manifest object as stored, when it was catalogued.
     pub manifest_sha256: String,
-    /// Newest verification result, if any.
+    /// Newest verification result of any mode, if any.
     pub last_verify: Option<VerifyResult>,
+    /// Newest full verification result, if any.
+    pub last_full_verify: Option<VerifyResult>,
 }
 
 impl CatalogBackup {
-    /// Whether the newest full verification matched.
+    /// Verified: the newest full read-back matched, and nothing since found a problem
+    /// (a failed sample after it withdraws the status).
     pub fn verified(&self) -> bool {
-        self.last_verify
-            .as_ref()
-            .is_some_and(|v| v.ok && v.mode == "full")
+        self.last_full_verify.as_ref().is_some_and(|v| v.ok)
+            && self.last_verify.as_ref().is_some_and(|v| v.ok)
     }
 }
 
@@ -234,6 +236,10 @@ impl Catalog {
             "SELECT b.manifest, b.manifest_sha256,
                     (SELECT v.result FROM verifications v
                       WHERE v.repository = b.repository AND v.source = b.source AND v.backup_id = b.backup_id
+                      ORDER BY v.verified_at DESC LIMIT 1),
+                    (SELECT v.result FROM verifications v
+                      WHERE v.repository = b.repository AND v.source = b.source AND v.backup_id = b.backup_id
+                        AND v.mode = 'full'
                       ORDER BY v.verified_at DESC LIMIT 1)
              FROM backups b
              WHERE (?1 IS NULL OR b.source = ?1) AND (?2 IS NULL OR b.repository = ?2)
@@ -244,21 +250,24 @@ impl Catalog {
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
                 r.get::<_, Option<String>>(2)?,
+                r.get::<_, Option<String>>(3)?,
             ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (m, manifest_sha256, v) = row?;
+            let (m, manifest_sha256, v, full) = row?;
             let manifest: Manifest = serde_json::from_str(&m).map_err(|e| {
                 Error::failed(format!(
                     "catalog row unreadable ({e}); run `lifeboat catalog rebuild`"
                 ))
             })?;
             let last_verify = v.and_then(|v| serde_json::from_str(&v).ok());
+            let last_full_verify = full.and_then(|v| serde_json::from_str(&v).ok());
             out.push(CatalogBackup {
                 manifest,
                 manifest_sha256,
                 last_verify,
+                last_full_verify,
             });
         }
         Ok(out)

@@ -266,14 +266,8 @@ pub async fn list(g: &Global, ctx: &Context, source: Option<String>) -> anyhow::
     Ok(0)
 }
 
-pub async fn verify(
-    g: &Global,
-    ctx: &Context,
-    ids: Vec<String>,
-    source: Option<String>,
-    all: bool,
-) -> anyhow::Result<i32> {
-    let results = verify::verify(ctx, &VerifySelection { ids, source, all }).await?;
+pub async fn verify(g: &Global, ctx: &Context, sel: VerifySelection) -> anyhow::Result<i32> {
+    let results = verify::verify(ctx, &sel).await?;
     let failed = results.iter().filter(|r| !r.ok).count();
     if g.json {
         print_json(&results);
@@ -284,8 +278,8 @@ pub async fn verify(
         for r in &results {
             if r.ok {
                 println!(
-                    "OK      {}/{} in {}: sha256 {}",
-                    r.source, r.backup_id, r.repository, r.expected_sha256
+                    "OK      {}/{} in {} ({}): sha256 {}",
+                    r.source, r.backup_id, r.repository, r.mode, r.expected_sha256
                 );
             } else {
                 println!("FAILED  {}/{} in {}:", r.source, r.backup_id, r.repository);

@@ -79,6 +79,9 @@ pub enum Command {
         /// Every backup, not only the newest
         #[arg(long, conflicts_with = "ids")]
         all: bool,
+        /// Read back only PERCENT of the chunks (never makes a backup "verified")
+        #[arg(long, value_name = "PERCENT")]
+        sample: Option<f64>,
     },
     /// Restore a backup into a target, through a staging copy
     Restore {
@@ -198,8 +201,19 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             dry_run,
         } => commands::backup(g, &g.context().await?, sources, all, dry_run).await,
         Command::List { source } => commands::list(g, &g.context().await?, source).await,
-        Command::Verify { ids, source, all } => {
-            commands::verify(g, &g.context().await?, ids, source, all).await
+        Command::Verify {
+            ids,
+            source,
+            all,
+            sample,
+        } => {
+            let sel = lifeboat::backup::verify::VerifySelection {
+                ids,
+                source,
+                all,
+                sample,
+            };
+            commands::verify(g, &g.context().await?, sel).await
         }
         Command::Restore {
             source,

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::storage::{StorageResult, Store};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
+use std::collections::VecDeque;
 use std::io::{self, Read};
 use std::sync::Arc;
 use tokio::runtime::Handle;
@@ -36,7 +37,9 @@ pub struct ChunkReader {
     expected: Vec<String>,
     expected_total: String,
     next_index: usize,
-    pending: Option<JoinHandle<StorageResult<Bytes>>>,
+    next_fetch: usize,
+    ahead: usize,
+    pending: VecDeque<JoinHandle<StorageResult<Bytes>>>,
     current: Bytes,
     whole: Sha256,
     done: bool,
@@ -50,8 +53,15 @@ pub struct ChunkReader {
 }
 
 impl ChunkReader {
-    /// A reader of the data object of `manifest` in `store`.
-    pub fn new(store: Arc<dyn Store>, key: String, manifest: &Manifest, handle: Handle) -> Self {
+    /// A reader of the data object of `manifest` in `store`, fetching up to `ahead`
+    /// chunks in parallel (ranged GETs) while the current one is consumed.
+    pub fn new(
+        store: Arc<dyn Store>,
+        key: String,
+        manifest: &Manifest,
+        ahead: usize,
+        handle: Handle,
+    ) -> Self {
         let what = format!(
             "backup {}/{} in repository {}",
             manifest.source,
@@ -67,7 +77,9 @@ impl ChunkReader {
             expected: manifest.stored.chunks.clone(),
             expected_total: manifest.stored.sha256.clone(),
             next_index: 0,
-            pending: None,
+            next_fetch: 0,
+            ahead: ahead.max(1),
+            pending: VecDeque::new(),
             current: Bytes::new(),
             whole: Sha256::new(),
             done: false,
@@ -84,28 +96,27 @@ impl ChunkReader {
         self
     }
 
-    fn fetch(&self, index: usize) -> Option<JoinHandle<StorageResult<Bytes>>> {
-        if index >= self.expected.len() {
-            return None;
+    /// Keep `ahead` chunk fetches in flight.
+    fn fill(&mut self) {
+        while self.pending.len() < self.ahead && self.next_fetch < self.expected.len() {
+            let start = self.next_fetch as u64 * self.chunk_size;
+            let end = (start + self.chunk_size).min(self.size);
+            let store = self.store.clone();
+            let key = self.key.clone();
+            self.pending.push_back(
+                self.handle
+                    .spawn(async move { store.get_range(&key, start..end).await }),
+            );
+            self.next_fetch += 1;
         }
-        let start = index as u64 * self.chunk_size;
-        let end = (start + self.chunk_size).min(self.size);
-        let store = self.store.clone();
-        let key = self.key.clone();
-        Some(
-            self.handle
-                .spawn(async move { store.get_range(&key, start..end).await }),
-        )
     }
 
     fn next_chunk(&mut self) -> io::Result<bool> {
         if self.next_index >= self.expected.len() {
             return Ok(false);
         }
-        let pending = match self.pending.take() {
-            Some(p) => p,
-            None => self.fetch(self.next_index).expect("index in range"),
-        };
+        self.fill();
+        let pending = self.pending.pop_front().expect("a fetch is in flight");
         let data = self
             .handle
             .block_on(pending)
@@ -113,7 +124,7 @@ impl ChunkReader {
             .map_err(|e| io::Error::other(e.to_string()))?;
         let index = self.next_index;
         self.next_index += 1;
-        self.pending = self.fetch(self.next_index);
+        self.fill();
         self.whole.update(&data);
         let actual = hex::encode(Sha256::digest(&data));
         if actual != self.expected[index] {
@@ -148,6 +159,15 @@ impl ChunkReader {
             self.problems.push(msg);
         }
         Ok(())
+    }
+}
+
+impl Drop for ChunkReader {
+    fn drop(&mut self) {
+        // A reader given up on (a mismatch, an error) leaves no fetch running.
+        for p in &self.pending {
+            p.abort();
+        }
     }
 }
 
@@ -237,9 +257,10 @@ pub fn open_raw(
     store: Arc<dyn Store>,
     key: String,
     manifest: &Manifest,
+    ahead: usize,
     handle: Handle,
 ) -> Result<RawCheck<zstd::stream::read::Decoder<'static, io::BufReader<ChunkReader>>>> {
-    let chunks = ChunkReader::new(store, key, manifest, handle);
+    let chunks = ChunkReader::new(store, key, manifest, ahead, handle);
     let decoder = zstd::stream::read::Decoder::new(chunks).map_err(|e| Error::io("zstd", e))?;
     Ok(RawCheck::new(decoder, manifest))
 }

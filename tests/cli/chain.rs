@@ -223,3 +223,40 @@ fn restore_picks_the_newest_backup_at_or_before_a_time_and_verified_ones() {
         .success();
     assert_eq!(count(&v, "events"), 60);
 }
+
+#[test]
+fn a_sampled_verify_never_makes_a_backup_verified_but_a_failed_one_withdraws_it() {
+    // One chunk: a sample of any size reads it.
+    let env = Env::new("16MiB", "keep-last = 5");
+    make_db(&env.db, 200, 50);
+    let id = env.backup();
+    env.cmd()
+        .args(["verify", "--sample", "10"])
+        .assert()
+        .success();
+    assert_eq!(env.list()[0]["verified"], Value::Bool(false));
+    assert_eq!(env.list()[0]["last-verification"]["mode"], "sample");
+
+    env.cmd().arg("verify").assert().success();
+    env.cmd()
+        .args(["verify", "--sample", "10"])
+        .assert()
+        .success();
+    assert_eq!(env.list()[0]["verified"], Value::Bool(true));
+
+    flip_byte(&env.object(&id, "data"), None);
+    let out = env
+        .cmd()
+        .args(["verify", "--sample", "10"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("chunk 1 of 1: expected sha256"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(env.list()[0]["verified"], Value::Bool(false));
+
+    env.cmd().args(["verify", "--sample", "0"]).assert().code(2);
+}
