@@ -3,6 +3,7 @@
 //! a staging copy that is swapped in only after its counts match.
 
 pub mod counts;
+pub mod file;
 pub mod spool;
 pub mod sqlite;
 
@@ -63,5 +64,6 @@ pub trait Engine: Send + Sync {
 pub fn for_source(source: &Source) -> Box<dyn Engine> {
     match &source.config {
         SourceConfig::Sqlite { path } => Box::new(sqlite::SqliteEngine::new(path.clone())),
+        SourceConfig::File { path } => Box::new(file::FileEngine::new(path.clone())),
     }
 }

@@ -224,6 +224,11 @@ pub enum SourceConfig {
         /// Path of the database file.
         path: PathBuf,
     },
+    /// One file (or a named pipe), read once as it is.
+    File {
+        /// Path of the file.
+        path: PathBuf,
+    },
 }
 
 impl SourceConfig {
@@ -231,6 +236,7 @@ impl SourceConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceConfig::Sqlite { .. } => "sqlite",
+            SourceConfig::File { .. } => "file",
         }
     }
 }
@@ -254,7 +260,7 @@ pub struct Source {
     pub file: PathBuf,
 }
 
-const KINDS: &[&str] = &["sqlite"];
+const KINDS: &[&str] = &["sqlite", "file"];
 const SOURCE_KEYS: &[&str] = &[
     "kind",
     "description",
@@ -848,6 +854,11 @@ fn read_source(
             allowed.extend_from_slice(SQLITE_KEYS);
             f.req_str(errs, "path", "path = \"path/to/database.db\"")
                 .map(|p| SourceConfig::Sqlite { path: base.join(p) })
+        }
+        Some("file") => {
+            allowed.push("path");
+            f.req_str(errs, "path", "path = \"path/to/file\"")
+                .map(|p| SourceConfig::File { path: base.join(p) })
         }
         Some(other) => {
             f.error(

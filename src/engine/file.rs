@@ -1,0 +1,161 @@
+//! One file, read once as it is: a configuration file, a dump written by another tool,
+//! or a named pipe fed by a command (which can be read only once).
+//!
+//! A regular file that changes while it is read (size or modification time differ
+//! before and after) fails the backup: the stored bytes would match no moment of it.
+
+use super::counts::Counts;
+use super::spool::Spool;
+use super::{Engine, RestoreOutcome, Snapshot, counts};
+use crate::error::{Error, Result};
+use chrono::{DateTime, Utc};
+use std::fs::{self, File, Metadata};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// The engine of one file.
+#[derive(Debug, Clone)]
+pub struct FileEngine {
+    path: PathBuf,
+}
+
+impl FileEngine {
+    /// An engine for the file at `path`.
+    pub fn new(path: PathBuf) -> Self {
+        FileEngine { path }
+    }
+}
+
+fn stamp(m: &Metadata) -> (u64, Option<std::time::SystemTime>) {
+    (m.len(), m.modified().ok())
+}
+
+/// Reads the file and, at its end, checks that a regular file did not change.
+struct CheckedFile {
+    file: File,
+    path: PathBuf,
+    before: Option<(u64, Option<std::time::SystemTime>)>,
+}
+
+impl Read for CheckedFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read(buf)?;
+        if n == 0
+            && let Some(before) = self.before.take()
+        {
+            let after = stamp(&fs::metadata(&self.path)?);
+            if after != before {
+                return Err(io::Error::other(format!(
+                    "{} changed while it was read (size {} -> {}); back it up again",
+                    self.path.display(),
+                    before.0,
+                    after.0
+                )));
+            }
+        }
+        Ok(n)
+    }
+}
+
+impl Engine for FileEngine {
+    fn kind(&self) -> &'static str {
+        "file"
+    }
+
+    fn snapshot(&self, _spool: &Spool, now: &dyn Fn() -> DateTime<Utc>) -> Result<Snapshot> {
+        let consistency_point = now();
+        let file = File::open(&self.path).map_err(|e| {
+            Error::io(
+                format!("file {} (check the source's `path`)", self.path.display()),
+                e,
+            )
+        })?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io(self.path.display(), e))?;
+        let regular = meta.is_file();
+        Ok(Snapshot {
+            reader: Box::new(CheckedFile {
+                file,
+                path: self.path.clone(),
+                before: regular.then(|| stamp(&meta)),
+            }),
+            // The manifest's raw size and hash describe the content; a file has no
+            // count of its own.
+            counts: Counts::new(),
+            consistency_point,
+            size_hint: regular.then(|| meta.len()),
+            details: serde_json::json!({
+                "path": self.path.display().to_string(),
+                "regular-file": regular,
+            }),
+        })
+    }
+
+    fn check_target(&self, target: &str, force: bool) -> Result<()> {
+        match fs::metadata(target) {
+            Ok(m) if m.is_dir() => Err(Error::bad_input(format!(
+                "restore target {target} is a folder; name the file to restore into"
+            ))),
+            Ok(m) if m.len() > 0 && !force => Err(Error::bad_input(format!(
+                "restore target {target} is not empty ({} bytes); pass --force to replace it",
+                m.len()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn restore(
+        &self,
+        target: &str,
+        stream: &mut dyn Read,
+        expected: &Counts,
+    ) -> Result<RestoreOutcome> {
+        let target = Path::new(target);
+        let dir = target
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
+        let mut staging = tempfile::Builder::new()
+            .prefix(".lifeboat-staging-")
+            .tempfile_in(dir)
+            .map_err(|e| Error::io(format!("staging file in {}", dir.display()), e))?;
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = stream
+                .read(&mut buf)
+                .map_err(|e| crate::pipeline::read_error("reading the backup", e))?;
+            if n == 0 {
+                break;
+            }
+            staging
+                .write_all(&buf[..n])
+                .map_err(|e| Error::io(staging.path().display(), e))?;
+        }
+        staging
+            .as_file()
+            .sync_all()
+            .map_err(|e| Error::io(staging.path().display(), e))?;
+        let report = counts::compare(expected, &Counts::new());
+        if !report.ok() {
+            return Ok(RestoreOutcome {
+                counts: report,
+                swapped: false,
+            });
+        }
+        staging.persist(target).map_err(|e| {
+            Error::io(
+                format!("moving the restored copy to {}", target.display()),
+                e.error,
+            )
+        })?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(dir.display(), e))?;
+        Ok(RestoreOutcome {
+            counts: report,
+            swapped: true,
+        })
+    }
+}

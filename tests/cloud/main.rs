@@ -1,0 +1,12 @@
+//! Black-box tests of `lifeboat` against real S3 APIs (moto, started by scripts/test.sh)
+//! and local repositories, with a fault-injecting proxy in between where needed.
+
+#[path = "../support/moto.rs"]
+mod moto;
+#[path = "../support/proxy.rs"]
+mod proxy;
+
+mod common;
+mod fanout;
+mod faults;
+mod secrets;

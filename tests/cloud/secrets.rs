@@ -1,0 +1,88 @@
+//! Secrets never leave the environment: not in output at any verbosity, not in the
+//! repository (manifests, verification results), not in the catalog.
+
+use crate::common::*;
+use crate::moto;
+use crate::proxy::{Mode, Proxy};
+
+fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_aws_secret_key_appears_nowhere() {
+    let secret = std::env::var("AWS_SECRET_ACCESS_KEY")
+        .expect("scripts/test.sh exports a distinctive AWS_SECRET_ACCESS_KEY");
+    assert!(secret.len() >= 16, "use a distinctive secret");
+    let s3 = moto::client().await;
+    let bucket = moto::bucket_name("sec");
+    moto::create_bucket(&s3, &bucket).await;
+    let proxy = Proxy::start(&moto::host_port());
+    let local_dir = tempfile::tempdir().unwrap();
+    let env = env(&[
+        ("s3", s3_repo(&proxy.url(), &bucket)),
+        ("local", local_repo(local_dir.path())),
+    ]);
+    env.write_input(2 << 20);
+
+    let mut outputs = Vec::new();
+    let mut run = |args: &[&str]| {
+        let out = env.cmd().args(args).output().unwrap();
+        outputs.push(format!("{}{}", stdout(&out), stderr(&out)));
+    };
+    // Success and failure paths, at every verbosity, with errors from the store.
+    run(&["-vv", "backup", "stream"]);
+    proxy.set(Mode::Status503(2));
+    run(&["-vv", "--json", "backup", "stream"]);
+    proxy.set(Mode::CutAfter(100_000));
+    run(&["-v", "backup", "stream"]);
+    proxy.set(Mode::Pass);
+    run(&["-vv", "verify", "--all"]);
+    run(&["-vv", "--json", "list"]);
+    let target = env.dir.path().join("restored");
+    run(&["-vv", "restore", "stream", "--to", target.to_str().unwrap()]);
+
+    assert!(
+        outputs.iter().any(|o| o.contains("DEBUG")),
+        "verbose output expected"
+    );
+    for o in &outputs {
+        assert!(
+            !o.contains(&secret),
+            "the secret key leaked into output:\n{o}"
+        );
+    }
+    let mut files = Vec::new();
+    files_under(local_dir.path(), &mut files);
+    files_under(&env.policies.join(".lifeboat"), &mut files);
+    assert!(files.len() > 3, "{files:?}");
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the secret key is in {}",
+            f.display()
+        );
+    }
+    for key in moto::keys(&s3, &bucket).await {
+        let obj = s3
+            .get_object()
+            .bucket(&bucket)
+            .key(&key)
+            .send()
+            .await
+            .unwrap();
+        let bytes = obj.body.collect().await.unwrap().into_bytes();
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the secret key is in s3://{bucket}/{key}"
+        );
+    }
+}
