@@ -84,7 +84,7 @@ impl Engine for FileEngine {
             // count of its own.
             counts: Counts::new(),
             consistency_point,
-            size_hint: regular.then(|| meta.len()),
+            size_hint: regular.then_some(meta.len()),
             details: serde_json::json!({
                 "path": self.path.display().to_string(),
                 "regular-file": regular,
