@@ -15,6 +15,7 @@
 pub mod backup;
 pub mod catalog;
 pub mod clock;
+pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod failpoint;

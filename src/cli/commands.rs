@@ -433,3 +433,27 @@ pub async fn quickstart(g: &Global, dir: Option<PathBuf>) -> anyhow::Result<i32>
     println!("\nnext: lifeboat --policies {p} list   (or: export LIFEBOAT_POLICIES={p})");
     Ok(0)
 }
+
+pub async fn doctor(g: &Global, ctx: &Context) -> anyhow::Result<i32> {
+    let report = lifeboat::doctor::doctor(ctx).await;
+    if g.json {
+        print_json(&report);
+    } else {
+        for s in &report.subjects {
+            println!("{}", s.name);
+            for c in &s.checks {
+                let status = match c.status {
+                    lifeboat::storage::CheckStatus::Ok => "ok",
+                    lifeboat::storage::CheckStatus::Warn => "WARN",
+                    lifeboat::storage::CheckStatus::Fail => "FAIL",
+                };
+                println!("  {status:<4} {:<18} {}", c.name, c.detail);
+            }
+        }
+    }
+    Ok(if report.failed() {
+        ErrorKind::RunFailed.exit_code()
+    } else {
+        0
+    })
+}

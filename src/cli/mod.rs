@@ -117,6 +117,8 @@ pub enum Command {
     /// Catalog maintenance
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// Check repositories (reachable, conditional writes, object lock, clock) and sources
+    Doctor,
     /// Demo on the embedded default: back up, verify, restore, prune a SQLite database
     Quickstart {
         /// Folder to create [default: a fresh folder in the system temp folder]
@@ -246,6 +248,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             commands::catalog_rebuild(g, &g.context().await?).await
         }
         Command::Quickstart { dir } => commands::quickstart(g, dir).await,
+        Command::Doctor => commands::doctor(g, &g.context().await?).await,
     }
 }
 

@@ -218,6 +218,45 @@ pub trait Store: Send + Sync + fmt::Debug {
     /// Uploads started but neither completed nor aborted, older than `before`
     /// (crash leftovers). Returns how many were removed.
     async fn cleanup_incomplete(&self, before: DateTime<Utc>) -> StorageResult<usize>;
+    /// Checks of the backend's own configuration for `lifeboat doctor` (object lock,
+    /// versioning), changing nothing.
+    async fn backend_checks(&self) -> Vec<Check> {
+        Vec::new()
+    }
+}
+
+/// The outcome of one `lifeboat doctor` check.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Check {
+    /// What was checked.
+    pub name: String,
+    /// `ok`, `warn` or `fail`.
+    pub status: CheckStatus,
+    /// What was found, and the fix when it is not ok.
+    pub detail: String,
+}
+
+/// Severity of a check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    /// As it should be.
+    Ok,
+    /// Works, but deserves attention.
+    Warn,
+    /// Backups or restores will fail.
+    Fail,
+}
+
+impl Check {
+    /// A check with `status`.
+    pub fn new(name: impl Into<String>, status: CheckStatus, detail: impl Into<String>) -> Self {
+        Check {
+            name: name.into(),
+            status,
+            detail: detail.into(),
+        }
+    }
 }
 
 /// Open the store of a policy repository. Cloud clients are built here (credentials

@@ -13,8 +13,8 @@
 //!   the same way.
 
 use super::{
-    MultipartUpload, ObjectMeta, Part, PutMode, PutOptions, StorageError, StorageResult, Store,
-    UploadReceipt,
+    Check, CheckStatus, MultipartUpload, ObjectMeta, Part, PutMode, PutOptions, StorageError,
+    StorageResult, Store, UploadReceipt,
 };
 use crate::error::{Error, Result};
 use crate::policy::{LockMode, Repository, S3Config, Sse};
@@ -417,6 +417,47 @@ impl Store for S3Store {
             parts: Mutex::new(BTreeMap::new()),
             opts: opts.clone(),
         }))
+    }
+
+    async fn backend_checks(&self) -> Vec<Check> {
+        let s = &self.inner;
+        let mut checks = Vec::new();
+        let lock = s
+            .client
+            .get_object_lock_configuration()
+            .bucket(&s.cfg.bucket)
+            .send()
+            .await;
+        let enabled = match &lock {
+            Ok(out) => out
+                .object_lock_configuration()
+                .and_then(|c| c.object_lock_enabled())
+                .is_some_and(|e| e.as_str() == "Enabled"),
+            Err(_) => false,
+        };
+        let (status, detail) = match (s.cfg.object_lock, enabled) {
+            (Some(mode), true) => (
+                CheckStatus::Ok,
+                format!(
+                    "enabled on the bucket; objects are locked in {mode:?} mode until their keep-until"
+                ),
+            ),
+            (Some(_), false) => (
+                CheckStatus::Fail,
+                format!(
+                    "the policy asks for object lock but bucket {} does not have it enabled \
+                     (it can only be enabled at bucket creation; see terraform/)",
+                    s.cfg.bucket
+                ),
+            ),
+            (None, true) => (
+                CheckStatus::Warn,
+                "the bucket has object lock but the policy sets no object-lock mode".into(),
+            ),
+            (None, false) => (CheckStatus::Ok, "not configured".into()),
+        };
+        checks.push(Check::new("object lock", status, detail));
+        checks
     }
 
     async fn cleanup_incomplete(&self, before: DateTime<Utc>) -> StorageResult<usize> {

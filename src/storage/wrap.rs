@@ -3,7 +3,9 @@
 //! transient failures), [`LimitStore`] (at most N calls in flight) and [`DryRunStore`]
 //! (reads pass through, writes and deletes are recorded and not done).
 
-use super::{MultipartUpload, ObjectMeta, Part, PutOptions, StorageResult, Store, UploadReceipt};
+use super::{
+    Check, MultipartUpload, ObjectMeta, Part, PutOptions, StorageResult, Store, UploadReceipt,
+};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -153,6 +155,9 @@ impl Store for RetryStore {
             })
             .await
     }
+    async fn backend_checks(&self) -> Vec<Check> {
+        self.inner.backend_checks().await
+    }
 }
 
 struct RetryUpload {
@@ -240,6 +245,9 @@ impl Store for LimitStore {
     }
     async fn cleanup_incomplete(&self, before: DateTime<Utc>) -> StorageResult<usize> {
         limited!(self, self.inner.cleanup_incomplete(before))
+    }
+    async fn backend_checks(&self) -> Vec<Check> {
+        self.inner.backend_checks().await
     }
 }
 
@@ -342,6 +350,9 @@ impl Store for DryRunStore {
     async fn cleanup_incomplete(&self, _before: DateTime<Utc>) -> StorageResult<usize> {
         self.skip("cleanup_incomplete", "");
         Ok(0)
+    }
+    async fn backend_checks(&self) -> Vec<Check> {
+        self.inner.backend_checks().await
     }
 }
 

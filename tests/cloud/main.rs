@@ -7,6 +7,7 @@ mod moto;
 mod proxy;
 
 mod common;
+mod doctor;
 mod fanout;
 mod faults;
 mod secrets;
