@@ -52,6 +52,8 @@ impl Env {
             .arg(&self.policies)
             .env_remove("LIFEBOAT_FAILPOINT")
             .env_remove("LIFEBOAT_NOW")
+            .env_remove("AZURE_STORAGE_SAS_TOKEN")
+            .env("AZURE_STORAGE_KEY", crate::azurite::ACCOUNT_KEY)
             .env("LIFEBOAT_SPOOL_DIR", self.dir.path().join("spool"));
         c
     }

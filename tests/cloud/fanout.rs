@@ -1,7 +1,7 @@
 //! One source read once, streamed to several repositories at the same time.
 
 use crate::common::*;
-use crate::moto;
+use crate::{azurite, moto};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -10,9 +10,12 @@ async fn a_source_read_once_commits_everywhere_with_equal_hashes() {
     let s3 = moto::client().await;
     let bucket = moto::bucket_name("fan");
     moto::create_bucket(&s3, &bucket).await;
+    let container = azurite::container_name("fan");
+    azurite::create_container(&container).await;
     let local_dir = tempfile::tempdir().unwrap();
     let env = env(&[
         ("s3", s3_repo(&moto::endpoint(), &bucket)),
+        ("azure", azurite::repo(&azurite::base(), &container)),
         ("local", local_repo(local_dir.path())),
     ]);
     // A named pipe: whatever is read from it is gone, so a second read would see nothing.
@@ -29,15 +32,17 @@ async fn a_source_read_once_commits_everywhere_with_equal_hashes() {
 
     let out = env.cmd().args(["--json", "list"]).output().unwrap();
     let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(rows.len(), 2, "{rows:?}");
-    assert_eq!(rows[0]["backup-id"], rows[1]["backup-id"]);
-    assert_eq!(rows[0]["stored-sha256"], rows[1]["stored-sha256"]);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    for r in &rows {
+        assert_eq!(r["backup-id"], rows[0]["backup-id"]);
+        assert_eq!(r["stored-sha256"], rows[0]["stored-sha256"]);
+    }
     let mut repos: Vec<&str> = rows
         .iter()
         .map(|r| r["repository"].as_str().unwrap())
         .collect();
     repos.sort();
-    assert_eq!(repos, ["local", "s3"]);
+    assert_eq!(repos, ["azure", "local", "s3"]);
     assert!(
         moto::keys(&s3, &bucket)
             .await
@@ -46,7 +51,7 @@ async fn a_source_read_once_commits_everywhere_with_equal_hashes() {
     );
 
     // Each copy restores to exactly the bytes that went through the pipe.
-    for repo in ["s3", "local"] {
+    for repo in ["s3", "azure", "local"] {
         let target = env.dir.path().join(format!("restored-{repo}"));
         env.cmd()
             .args(["restore", "stream", "--from", repo, "--to"])

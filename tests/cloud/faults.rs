@@ -1,8 +1,9 @@
 //! Network faults between lifeboat and S3, injected by our proxy in front of moto.
 
 use crate::common::*;
-use crate::moto;
 use crate::proxy::{Mode, Proxy};
+use crate::{azurite, moto};
+use lifeboat::storage::{PutOptions, Store};
 use sha2::Digest;
 
 fn has_manifest(keys: &[String]) -> bool {
@@ -74,19 +75,22 @@ async fn a_stalled_store_times_out_instead_of_hanging() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_flipped_byte_in_s3_is_reported_and_restore_falls_back_to_a_good_copy() {
+async fn flipped_bytes_in_s3_and_azure_are_reported_and_restore_falls_back_to_a_good_copy() {
     let s3 = moto::client().await;
     let bucket = moto::bucket_name("flip");
     moto::create_bucket(&s3, &bucket).await;
+    let container = azurite::container_name("flip");
+    let blobs = azurite::create_container(&container).await;
     let local_dir = tempfile::tempdir().unwrap();
     let env = env(&[
         ("s3", s3_repo(&moto::endpoint(), &bucket)),
+        ("azure", azurite::repo(&azurite::base(), &container)),
         ("local", local_repo(local_dir.path())),
     ]);
     let raw_sha = env.write_input(7 << 20);
     env.cmd().args(["backup", "stream"]).assert().success();
 
-    // Rot one byte of the stored object in S3.
+    // Rot one byte of the stored object in S3 and in Azure.
     let key = moto::keys(&s3, &bucket)
         .await
         .into_iter()
@@ -109,12 +113,30 @@ async fn a_flipped_byte_in_s3_is_reported_and_restore_falls_back_to_a_good_copy(
         .send()
         .await
         .unwrap();
+    let rel = key.trim_start_matches("backups/").to_string();
+    let mut bytes = blobs.get(&rel).await.unwrap().to_vec();
+    bytes[mid / 3] ^= 0x80;
+    blobs
+        .put(&rel, bytes.into(), &PutOptions::default())
+        .await
+        .unwrap();
 
     let out = env.cmd().arg("verify").output().unwrap();
     assert_eq!(out.status.code(), Some(4), "{}", stdout(&out));
     let text = stdout(&out);
-    assert!(text.contains("FAILED") && text.contains("in s3"), "{text}");
-    assert!(text.contains("OK") && text.contains("in local"), "{text}");
+    for repo in ["s3", "azure"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("FAILED") && l.ends_with(&format!(" in {repo}:"))),
+            "{repo}: {text}"
+        );
+    }
+    assert!(text.contains("expected sha256"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("OK") && l.contains("in local")),
+        "{text}"
+    );
 
     let target = env.dir.path().join("restored");
     let out = env
@@ -124,23 +146,53 @@ async fn a_flipped_byte_in_s3_is_reported_and_restore_falls_back_to_a_good_copy(
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
     assert!(
-        stdout(&out).contains("fell back past s3"),
-        "{}",
-        stdout(&out)
+        text.contains("fell back past s3") && text.contains("fell back past azure"),
+        "{text}"
     );
-    assert!(stdout(&out).contains("from local"), "{}", stdout(&out));
+    assert!(text.contains("from local"), "{text}");
     let got = std::fs::read(&target).unwrap();
     assert_eq!(hex::encode(sha2::Sha256::digest(&got)), raw_sha);
 
-    // Asked for the damaged copy alone, restore refuses and leaves no target.
-    let only = env.dir.path().join("from-s3");
-    let out = env
-        .cmd()
-        .args(["restore", "stream", "--from", "s3", "--to"])
-        .arg(&only)
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    assert!(!only.exists());
+    // Asked for a damaged copy alone, restore refuses and leaves no target.
+    for repo in ["s3", "azure"] {
+        let only = env.dir.path().join(format!("from-{repo}"));
+        let out = env
+            .cmd()
+            .args(["restore", "stream", "--from", repo, "--to"])
+            .arg(&only)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+        assert!(!only.exists());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_cut_mid_azure_upload_commits_nothing() {
+    let container = azurite::container_name("cut");
+    let blobs = azurite::create_container(&container).await;
+    let proxy = Proxy::start(&azurite::host_port());
+    let env = env(&[("azure", azurite::repo(&proxy.url(), &container))]);
+    env.write_input(5 << 20);
+    proxy.set(Mode::CutAfter(300_000));
+    let out = env.cmd().args(["backup", "stream"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        blobs.list("").await.unwrap().is_empty(),
+        "something became visible"
+    );
+
+    proxy.set(Mode::Pass);
+    env.cmd().args(["backup", "stream"]).assert().success();
+    assert!(
+        blobs
+            .list("")
+            .await
+            .unwrap()
+            .iter()
+            .any(|o| o.key.ends_with("/manifest.json"))
+    );
+    env.cmd().arg("verify").assert().success();
 }

@@ -2,8 +2,8 @@
 //! repository (manifests, verification results), not in the catalog.
 
 use crate::common::*;
-use crate::moto;
 use crate::proxy::{Mode, Proxy};
+use crate::{azurite, moto};
 
 fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
@@ -17,7 +17,7 @@ fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_aws_secret_key_appears_nowhere() {
+async fn the_aws_secret_key_and_the_azure_key_appear_nowhere() {
     let secret = std::env::var("AWS_SECRET_ACCESS_KEY")
         .expect("scripts/test.sh exports a distinctive AWS_SECRET_ACCESS_KEY");
     assert!(secret.len() >= 16, "use a distinctive secret");
@@ -25,8 +25,11 @@ async fn the_aws_secret_key_appears_nowhere() {
     let bucket = moto::bucket_name("sec");
     moto::create_bucket(&s3, &bucket).await;
     let proxy = Proxy::start(&moto::host_port());
+    let container = azurite::container_name("sec");
+    azurite::create_container(&container).await;
     let local_dir = tempfile::tempdir().unwrap();
     let env = env(&[
+        ("azure", azurite::repo(&azurite::base(), &container)),
         ("s3", s3_repo(&proxy.url(), &bucket)),
         ("local", local_repo(local_dir.path())),
     ]);
@@ -53,11 +56,11 @@ async fn the_aws_secret_key_appears_nowhere() {
         outputs.iter().any(|o| o.contains("DEBUG")),
         "verbose output expected"
     );
+    let secrets = [secret.as_str(), azurite::ACCOUNT_KEY];
     for o in &outputs {
-        assert!(
-            !o.contains(&secret),
-            "the secret key leaked into output:\n{o}"
-        );
+        for s in secrets {
+            assert!(!o.contains(s), "a secret leaked into output:\n{o}");
+        }
     }
     let mut files = Vec::new();
     files_under(local_dir.path(), &mut files);
@@ -65,11 +68,13 @@ async fn the_aws_secret_key_appears_nowhere() {
     assert!(files.len() > 3, "{files:?}");
     for f in files {
         let bytes = std::fs::read(&f).unwrap();
-        assert!(
-            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
-            "the secret key is in {}",
-            f.display()
-        );
+        for s in secrets {
+            assert!(
+                !bytes.windows(s.len()).any(|w| w == s.as_bytes()),
+                "a secret is in {}",
+                f.display()
+            );
+        }
     }
     for key in moto::keys(&s3, &bucket).await {
         let obj = s3
