@@ -279,8 +279,17 @@ impl AzureStore {
 
         // No retries in the SDK: RetryStore retries every backend the same way, and the
         // SDK's own would turn an emulator 500 into a minute-long hang.
+        // The policy's read timeout applies per request, so a stalled store fails (and is
+        // retried) instead of hanging; the SDK's default waits much longer.
+        let http = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(10))
+            .read_timeout(repo.read_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| Error::failed(format!("{what}: HTTP client: {e}")))?;
         let mut client_options = ClientOptions {
             retry: RetryOptions::none(),
+            transport: Some(azure_core::http::Transport::new(Arc::new(http))),
             ..Default::default()
         };
         // Checked before the signature, which must cover the header.

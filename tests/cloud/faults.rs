@@ -196,3 +196,21 @@ async fn a_connection_cut_mid_azure_upload_commits_nothing() {
     );
     env.cmd().arg("verify").assert().success();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_azure_store_times_out_instead_of_hanging() {
+    let container = azurite::container_name("stall");
+    let blobs = azurite::create_container(&container).await;
+    let proxy = Proxy::start(&azurite::host_port());
+    let env = env(&[("azure", azurite::repo(&proxy.url(), &container))]);
+    env.write_input(1 << 20);
+    proxy.set(Mode::Stall);
+    let out = env
+        .cmd()
+        .timeout(std::time::Duration::from_secs(120))
+        .args(["backup", "stream"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(blobs.list("").await.unwrap().is_empty());
+}
