@@ -4,7 +4,6 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
-use hmac::{KeyInit, Mac};
 use lifeboat::policy::{AzureConfig, Backend, Repository};
 use lifeboat::storage::azure::{AzureCredentials, AzureStore, SHA256_METADATA};
 use lifeboat::storage::{self, Part, PutOptions, StorageError, Store};
@@ -12,44 +11,13 @@ use md5::Md5;
 use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
-/// Azurite's built-in account and its key, public constants of the emulator.
-const ACCOUNT: &str = "devstoreaccount1";
-const ACCOUNT_KEY: &str =
-    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+#[path = "support/azurite.rs"]
+mod azurite;
 
-fn endpoint() -> String {
-    std::env::var("LIFEBOAT_TEST_AZURE_ENDPOINT").expect(
-        "LIFEBOAT_TEST_AZURE_ENDPOINT is not set: start Azurite with \
-         `eval \"$(bash scripts/peers/azurite.sh start)\"`",
-    )
-}
+use azurite::{ACCOUNT, ACCOUNT_KEY, account_sas, endpoint};
 
 fn sha(data: &[u8]) -> [u8; 32] {
     Sha256::digest(data).into()
-}
-
-/// An account SAS for the blob service (all permissions on containers and blobs), one
-/// hour long, signed with the account key.
-fn account_sas() -> String {
-    let expiry = (chrono::Utc::now() + chrono::Duration::hours(1))
-        .format("%Y-%m-%dT%H:%M:%SZ")
-        .to_string();
-    let (permissions, services, types, version) = ("racwdl", "b", "sco", "2022-11-02");
-    // Account SAS string to sign (versions 2020-12-06 and later).
-    let to_sign =
-        format!("{ACCOUNT}\n{permissions}\n{services}\n{types}\n\n{expiry}\n\n\n{version}\n\n");
-    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&B64.decode(ACCOUNT_KEY).unwrap()).unwrap();
-    mac.update(to_sign.as_bytes());
-    let sig = B64.encode(mac.finalize().into_bytes());
-    let mut query = url::form_urlencoded::Serializer::new(String::new());
-    query
-        .append_pair("sv", version)
-        .append_pair("ss", services)
-        .append_pair("srt", types)
-        .append_pair("sp", permissions)
-        .append_pair("se", &expiry)
-        .append_pair("sig", &sig);
-    query.finish()
 }
 
 fn repository(container: &str, max_in_flight: usize) -> (Repository, AzureConfig) {

@@ -91,3 +91,59 @@ async fn the_aws_secret_key_and_the_azure_key_appear_nowhere() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_azure_sas_signature_appears_nowhere() {
+    let sas = azurite::account_sas();
+    let sig = url::form_urlencoded::parse(sas.as_bytes())
+        .find(|(k, _)| k == "sig")
+        .map(|(_, v)| v.into_owned())
+        .unwrap();
+    let encoded: String = url::form_urlencoded::byte_serialize(sig.as_bytes()).collect();
+    let container = azurite::container_name("sas");
+    azurite::create_container(&container).await;
+    let proxy = Proxy::start(&azurite::host_port());
+    let env = env(&[("azure", azurite::repo(&proxy.url(), &container))]);
+    env.write_input(1 << 20);
+    let mut outputs = Vec::new();
+    let mut run = |args: &[&str]| {
+        let out = env
+            .cmd()
+            .env_remove("AZURE_STORAGE_KEY")
+            .env("AZURE_STORAGE_SAS_TOKEN", &sas)
+            .args(args)
+            .output()
+            .unwrap();
+        outputs.push((
+            out.status.code(),
+            format!("{}{}", stdout(&out), stderr(&out)),
+        ));
+    };
+    run(&["-vv", "backup", "stream"]);
+    proxy.set(Mode::Status503(2));
+    run(&["-vv", "--json", "backup", "stream"]);
+    proxy.set(Mode::CutAfter(100_000));
+    run(&["-vv", "backup", "stream"]);
+    proxy.set(Mode::Pass);
+    run(&["-vv", "verify", "--all"]);
+    run(&["-vv", "doctor"]);
+    assert_eq!(outputs[0].0, Some(0), "{}", outputs[0].1);
+    assert_eq!(outputs[2].0, Some(1), "{}", outputs[2].1);
+    for (_, o) in &outputs {
+        for s in [&sig, &encoded] {
+            assert!(!o.contains(s.as_str()), "the SAS signature leaked:\n{o}");
+        }
+    }
+    let mut files = Vec::new();
+    files_under(&env.policies.join(".lifeboat"), &mut files);
+    for f in files {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(
+            !bytes
+                .windows(encoded.len())
+                .any(|w| w == encoded.as_bytes()),
+            "{}",
+            f.display()
+        );
+    }
+}

@@ -1,4 +1,11 @@
 //! The Azurite server started by scripts/test.sh (scripts/peers/azurite.sh).
+// Shared by several test crates, each of which uses a part.
+#![allow(dead_code)]
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use hmac::{KeyInit, Mac};
+use sha2::Sha256;
 
 use lifeboat::policy::{AzureConfig, Backend, Repository};
 use lifeboat::storage::azure::{AzureCredentials, AzureStore};
@@ -71,4 +78,28 @@ pub fn base() -> String {
     endpoint()
         .trim_end_matches(&format!("/{ACCOUNT}"))
         .to_string()
+}
+
+/// An account SAS for the blob service (all permissions on containers and blobs), one
+/// hour long, signed with the account key.
+pub fn account_sas() -> String {
+    let expiry = (chrono::Utc::now() + chrono::Duration::hours(1))
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let (permissions, services, types, version) = ("racwdl", "b", "sco", "2022-11-02");
+    // Account SAS string to sign (versions 2020-12-06 and later).
+    let to_sign =
+        format!("{ACCOUNT}\n{permissions}\n{services}\n{types}\n\n{expiry}\n\n\n{version}\n\n");
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&B64.decode(ACCOUNT_KEY).unwrap()).unwrap();
+    mac.update(to_sign.as_bytes());
+    let sig = B64.encode(mac.finalize().into_bytes());
+    let mut query = url::form_urlencoded::Serializer::new(String::new());
+    query
+        .append_pair("sv", version)
+        .append_pair("ss", services)
+        .append_pair("srt", types)
+        .append_pair("sp", permissions)
+        .append_pair("se", &expiry)
+        .append_pair("sig", &sig);
+    query.finish()
 }

@@ -1,4 +1,6 @@
 //! The moto server started by scripts/test.sh (scripts/peers/moto.sh).
+// Shared by several test crates, each of which uses a part.
+#![allow(dead_code)]
 
 use aws_sdk_s3::Client;
 

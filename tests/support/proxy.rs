@@ -5,6 +5,8 @@
 //!   the peer (a request body cut in the middle);
 //! - `Status503(k)`: answer the next k requests with `503 Service Unavailable` itself;
 //! - `Stall`: accept and read, never answer.
+// Shared by several test crates, each of which uses a part.
+#![allow(dead_code)]
 
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
