@@ -128,12 +128,7 @@ async fn a_put_whose_body_does_not_match_its_md5_is_refused_by_the_server() {
 }
 
 fn part(index: usize, offset: u64, data: Bytes) -> Part {
-    Part {
-        index,
-        offset,
-        sha256: sha(&data),
-        data,
-    }
+    Part::new(index, offset, data)
 }
 
 #[tokio::test]

@@ -17,12 +17,7 @@ fn endpoint() -> String {
 }
 
 fn part(index: usize, offset: u64, data: Bytes) -> Part {
-    Part {
-        index,
-        offset,
-        sha256: Sha256::digest(&data).into(),
-        data,
-    }
+    Part::new(index, offset, data)
 }
 
 fn bucket_name(tag: &str) -> String {

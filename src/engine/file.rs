@@ -10,7 +10,7 @@ use super::{Engine, RestoreOutcome, Snapshot, counts};
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use std::fs::{self, File, Metadata};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// The engine of one file.
@@ -93,16 +93,7 @@ impl Engine for FileEngine {
     }
 
     fn check_target(&self, target: &str, force: bool) -> Result<()> {
-        match fs::metadata(target) {
-            Ok(m) if m.is_dir() => Err(Error::bad_input(format!(
-                "restore target {target} is a folder; name the file to restore into"
-            ))),
-            Ok(m) if m.len() > 0 && !force => Err(Error::bad_input(format!(
-                "restore target {target} is not empty ({} bytes); pass --force to replace it",
-                m.len()
-            ))),
-            _ => Ok(()),
-        }
+        super::check_file_target(target, force)
     }
 
     fn restore(
@@ -112,50 +103,14 @@ impl Engine for FileEngine {
         expected: &Counts,
     ) -> Result<RestoreOutcome> {
         let target = Path::new(target);
-        let dir = target
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(|e| Error::io(dir.display(), e))?;
-        let mut staging = tempfile::Builder::new()
-            .prefix(".lifeboat-staging-")
-            .tempfile_in(dir)
-            .map_err(|e| Error::io(format!("staging file in {}", dir.display()), e))?;
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = stream
-                .read(&mut buf)
-                .map_err(|e| crate::pipeline::read_error("reading the backup", e))?;
-            if n == 0 {
-                break;
-            }
-            staging
-                .write_all(&buf[..n])
-                .map_err(|e| Error::io(staging.path().display(), e))?;
-        }
-        staging
-            .as_file()
-            .sync_all()
-            .map_err(|e| Error::io(staging.path().display(), e))?;
+        let staging = super::stage_beside(target, stream)?;
         let report = counts::compare(expected, &Counts::new());
-        if !report.ok() {
-            return Ok(RestoreOutcome {
-                counts: report,
-                swapped: false,
-            });
+        if report.ok() {
+            super::swap_in(staging, target)?;
         }
-        staging.persist(target).map_err(|e| {
-            Error::io(
-                format!("moving the restored copy to {}", target.display()),
-                e.error,
-            )
-        })?;
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Error::io(dir.display(), e))?;
         Ok(RestoreOutcome {
+            swapped: report.ok(),
             counts: report,
-            swapped: true,
         })
     }
 }

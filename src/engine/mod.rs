@@ -7,11 +7,13 @@ pub mod file;
 pub mod spool;
 pub mod sqlite;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::policy::{Source, SourceConfig};
 use chrono::{DateTime, Utc};
 use counts::{Counts, CountsReport};
-use std::io::Read;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::Path;
 
 /// A consistent snapshot, ready to stream.
 pub struct Snapshot {
@@ -66,4 +68,76 @@ pub fn for_source(source: &Source) -> Box<dyn Engine> {
         SourceConfig::Sqlite { path } => Box::new(sqlite::SqliteEngine::new(path.clone())),
         SourceConfig::File { path } => Box::new(file::FileEngine::new(path.clone())),
     }
+}
+
+/// Refuse a file target that is a folder, or that is not empty unless `force`.
+pub(crate) fn check_file_target(target: &str, force: bool) -> Result<()> {
+    match fs::metadata(target) {
+        Ok(m) if m.is_dir() => Err(Error::bad_input(format!(
+            "restore target {target} is a folder; name the file to restore into"
+        ))),
+        Ok(m) if m.len() > 0 && !force => Err(Error::bad_input(format!(
+            "restore target {target} is not empty ({} bytes); pass --force to replace it",
+            m.len()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// The folder a file target lives in (created if missing).
+fn target_dir(target: &Path) -> Result<&Path> {
+    let dir = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    Ok(dir)
+}
+
+/// Write the whole stream into a hidden staging file beside `target` (same file system,
+/// so the swap is a rename), fsynced. The file is removed when dropped unless swapped in.
+pub(crate) fn stage_beside(
+    target: &Path,
+    stream: &mut dyn Read,
+) -> Result<tempfile::NamedTempFile> {
+    let dir = target_dir(target)?;
+    let name = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("restore");
+    let mut staging = tempfile::Builder::new()
+        .prefix(&format!(".{name}.lifeboat-staging-"))
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(format!("staging file in {}", dir.display()), e))?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = stream
+            .read(&mut buf)
+            .map_err(|e| crate::pipeline::read_error("reading the backup", e))?;
+        if n == 0 {
+            break;
+        }
+        staging
+            .write_all(&buf[..n])
+            .map_err(|e| Error::io(staging.path().display(), e))?;
+    }
+    staging
+        .as_file()
+        .sync_all()
+        .map_err(|e| Error::io(staging.path().display(), e))?;
+    Ok(staging)
+}
+
+/// Move a staging file over `target` atomically and make the rename durable.
+pub(crate) fn swap_in(staging: tempfile::NamedTempFile, target: &Path) -> Result<()> {
+    let dir = target_dir(target)?.to_path_buf();
+    staging.persist(target).map_err(|e| {
+        Error::io(
+            format!("moving the restored copy to {}", target.display()),
+            e.error,
+        )
+    })?;
+    fs::File::open(&dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("syncing folder {}", dir.display()), e))
 }

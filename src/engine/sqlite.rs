@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -83,37 +83,10 @@ impl Read for SpoolReader {
     }
 }
 
-/// Removes a staging file unless disarmed.
-struct Staging {
-    path: PathBuf,
-    armed: bool,
-}
-
-impl Drop for Staging {
-    fn drop(&mut self) {
-        if self.armed {
-            let _ = fs::remove_file(&self.path);
-            for ext in ["-journal", "-wal", "-shm"] {
-                let _ = fs::remove_file(sidecar(&self.path, ext));
-            }
-        }
-    }
-}
-
 fn sidecar(path: &Path, ext: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(ext);
     PathBuf::from(s)
-}
-
-fn sync_parent(path: &Path) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(format!("syncing folder {}", dir.display()), e))
 }
 
 impl Engine for SqliteEngine {
@@ -189,17 +162,7 @@ impl Engine for SqliteEngine {
     }
 
     fn check_target(&self, target: &str, force: bool) -> Result<()> {
-        let p = Path::new(target);
-        match fs::metadata(p) {
-            Ok(m) if m.is_dir() => Err(Error::bad_input(format!(
-                "restore target {target} is a folder; name the database file to restore into"
-            ))),
-            Ok(m) if m.len() > 0 && !force => Err(Error::bad_input(format!(
-                "restore target {target} is not empty ({} bytes); pass --force to replace it",
-                m.len()
-            ))),
-            _ => Ok(()),
-        }
+        super::check_file_target(target, force)
     }
 
     fn restore(
@@ -209,45 +172,9 @@ impl Engine for SqliteEngine {
         expected: &Counts,
     ) -> Result<RestoreOutcome> {
         let target = Path::new(target);
-        let dir = target
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
-        let name = target
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("restore");
-        let mut staging = Staging {
-            path: dir.join(format!(
-                ".{name}.lifeboat-staging-{:08x}",
-                rand::random::<u32>()
-            )),
-            armed: true,
-        };
-        {
-            let mut out = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&staging.path)
-                .map_err(|e| Error::io(format!("staging file {}", staging.path.display()), e))?;
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = stream
-                    .read(&mut buf)
-                    .map_err(|e| crate::pipeline::read_error("reading the backup", e))?;
-                if n == 0 {
-                    break;
-                }
-                out.write_all(&buf[..n]).map_err(|e| {
-                    Error::io(format!("staging file {}", staging.path.display()), e)
-                })?;
-            }
-            out.sync_all()
-                .map_err(|e| Error::io(format!("staging file {}", staging.path.display()), e))?;
-        }
-        let what = format!("restored copy {}", staging.path.display());
-        let conn = Connection::open_with_flags(&staging.path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        let staging = super::stage_beside(target, stream)?;
+        let what = format!("restored copy {}", staging.path().display());
+        let conn = Connection::open_with_flags(staging.path(), OpenFlags::SQLITE_OPEN_READ_WRITE)
             .map_err(|e| Error::from(e).context(&what))?;
         integrity_check(&conn, &what)?;
         let actual = count_rows(&conn)?;
@@ -275,14 +202,7 @@ impl Engine for SqliteEngine {
                     .map_err(|e| Error::io(format!("removing {}", side.display()), e))?;
             }
         }
-        fs::rename(&staging.path, target).map_err(|e| {
-            Error::io(
-                format!("moving the restored copy to {}", target.display()),
-                e,
-            )
-        })?;
-        staging.armed = false;
-        sync_parent(target)?;
+        super::swap_in(staging, target)?;
         Ok(RestoreOutcome {
             counts: report,
             swapped: true,

@@ -164,14 +164,8 @@ pub async fn upload(
                 buf.len() >= part_size || (input_done && (!buf.is_empty() || chunks.is_empty()));
             if ready && sending.len() < in_flight {
                 let data = buf.split_to(part_size.min(buf.len())).freeze();
-                let sha256: [u8; 32] = Sha256::digest(&data).into();
-                chunks.push(hex::encode(sha256));
-                let part = Part {
-                    index: chunks.len() - 1,
-                    offset: size,
-                    data,
-                    sha256,
-                };
+                let part = Part::new(chunks.len(), size, data);
+                chunks.push(hex::encode(part.sha256));
                 size += part.data.len() as u64;
                 sending.push(up.put_part(part));
                 continue;

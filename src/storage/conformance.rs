@@ -14,12 +14,7 @@ fn sha(data: &[u8]) -> [u8; 32] {
 }
 
 fn part(index: usize, offset: u64, data: Bytes) -> Part {
-    Part {
-        index,
-        offset,
-        sha256: sha(&data),
-        data,
-    }
+    Part::new(index, offset, data)
 }
 
 /// Run the whole suite against `store`; panics with the failed promise.

@@ -177,6 +177,19 @@ pub struct Part {
     pub sha256: [u8; 32],
 }
 
+impl Part {
+    /// Part `index` at `offset`, with the SHA-256 of `data`.
+    pub fn new(index: usize, offset: u64, data: Bytes) -> Self {
+        use sha2::{Digest, Sha256};
+        Part {
+            index,
+            offset,
+            sha256: Sha256::digest(&data).into(),
+            data,
+        }
+    }
+}
+
 /// A streamed upload of one object in parts.
 ///
 /// Parts may be sent concurrently and in any order, and sending the same part again

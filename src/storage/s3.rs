@@ -51,6 +51,30 @@ struct Inner {
     cfg: S3Config,
 }
 
+/// Storage class, encryption and object lock, applied to a PutObject or a
+/// CreateMultipartUpload request (their builders share these setters, not a trait).
+macro_rules! object_options {
+    ($req:expr, $store:expr, $opts:expr) => {{
+        let mut req = $req;
+        if let Some(c) = &$store.cfg.storage_class {
+            req = req.storage_class(StorageClass::from(c.as_str()));
+        }
+        req = match &$store.cfg.sse {
+            Some(Sse::Aes256) => req.server_side_encryption(ServerSideEncryption::Aes256),
+            Some(Sse::Kms(id)) => req
+                .server_side_encryption(ServerSideEncryption::AwsKms)
+                .set_ssekms_key_id(id.clone()),
+            None => req,
+        };
+        if let (Some(mode), Some(until)) = ($store.lock_mode(), $opts.retain_until) {
+            req = req
+                .object_lock_mode(mode)
+                .object_lock_retain_until_date(aws_time(until));
+        }
+        req
+    }};
+}
+
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
@@ -225,22 +249,10 @@ impl Store for S3Store {
         if opts.mode == PutMode::Create {
             req = req.if_none_match("*");
         }
-        if let Some(c) = &s.cfg.storage_class {
-            req = req.storage_class(StorageClass::from(c.as_str()));
-        }
-        req = match &s.cfg.sse {
-            Some(Sse::Aes256) => req.server_side_encryption(ServerSideEncryption::Aes256),
-            Some(Sse::Kms(id)) => req
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .set_ssekms_key_id(id.clone()),
-            None => req,
-        };
-        if let (Some(mode), Some(until)) = (s.lock_mode(), opts.retain_until) {
-            req = req
-                .object_lock_mode(mode)
-                .object_lock_retain_until_date(aws_time(until));
-        }
-        req.send().await.map_err(|e| s.err(key, e))?;
+        object_options!(req, s, opts)
+            .send()
+            .await
+            .map_err(|e| s.err(key, e))?;
         Ok(())
     }
 
@@ -378,28 +390,16 @@ impl Store for S3Store {
         opts: &PutOptions,
     ) -> StorageResult<Box<dyn MultipartUpload>> {
         let s = &self.inner;
-        let mut req = s
+        let req = s
             .client
             .create_multipart_upload()
             .bucket(&s.cfg.bucket)
             .key(s.full(key))
             .checksum_algorithm(ChecksumAlgorithm::Sha256);
-        if let Some(c) = &s.cfg.storage_class {
-            req = req.storage_class(StorageClass::from(c.as_str()));
-        }
-        req = match &s.cfg.sse {
-            Some(Sse::Aes256) => req.server_side_encryption(ServerSideEncryption::Aes256),
-            Some(Sse::Kms(id)) => req
-                .server_side_encryption(ServerSideEncryption::AwsKms)
-                .set_ssekms_key_id(id.clone()),
-            None => req,
-        };
-        if let (Some(mode), Some(until)) = (s.lock_mode(), opts.retain_until) {
-            req = req
-                .object_lock_mode(mode)
-                .object_lock_retain_until_date(aws_time(until));
-        }
-        let out = req.send().await.map_err(|e| s.err(key, e))?;
+        let out = object_options!(req, s, opts)
+            .send()
+            .await
+            .map_err(|e| s.err(key, e))?;
         let upload_id = out
             .upload_id()
             .ok_or_else(|| {
