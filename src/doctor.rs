@@ -49,21 +49,21 @@ pub async fn doctor(ctx: &Context) -> DoctorReport {
         });
     }
     for src in ctx.policies.sources.values() {
-        let check = match &src.config {
-            SourceConfig::Sqlite { path } | SourceConfig::File { path } => {
-                match std::fs::File::open(path) {
-                    Ok(_) => Check::new("readable", CheckStatus::Ok, path.display().to_string()),
-                    Err(e) => Check::new(
-                        "readable",
-                        CheckStatus::Fail,
-                        format!("{}: {e} (check the source's `path`)", path.display()),
-                    ),
-                }
-            }
-        };
+        let mut checks = Vec::new();
+        if let SourceConfig::Sqlite { path } | SourceConfig::File { path } = &src.config {
+            checks.push(match std::fs::File::open(path) {
+                Ok(_) => Check::new("readable", CheckStatus::Ok, path.display().to_string()),
+                Err(e) => Check::new(
+                    "readable",
+                    CheckStatus::Fail,
+                    format!("{}: {e} (check the source's `path`)", path.display()),
+                ),
+            });
+        }
+        checks.extend(crate::engine::for_source(src).checks());
         subjects.push(Subject {
             name: format!("source {}", src.name),
-            checks: vec![check],
+            checks,
         });
     }
     DoctorReport { subjects }

@@ -457,3 +457,30 @@ pub async fn doctor(g: &Global, ctx: &Context) -> anyhow::Result<i32> {
         0
     })
 }
+
+pub async fn compare(
+    g: &Global,
+    ctx: &Context,
+    source: &str,
+    target: &str,
+    backup: Option<&str>,
+) -> anyhow::Result<i32> {
+    let r = lifeboat::backup::compare::compare(ctx, source, target, backup).await?;
+    if g.json {
+        print_json(&r);
+    } else {
+        println!("{} {} against {}:", r.source, r.backup_id, r.target);
+        print!("{}", r.counts);
+    }
+    if r.counts.ok() {
+        Ok(0)
+    } else {
+        eprintln!(
+            "lifeboat: {} differs from backup {}: {}",
+            r.target,
+            r.backup_id,
+            r.counts.mismatches().join("; ")
+        );
+        Ok(ErrorKind::Integrity.exit_code())
+    }
+}

@@ -106,6 +106,17 @@ pub enum Command {
         #[arg(long, value_name = "REPOSITORY")]
         from: Option<String>,
     },
+    /// Recount a target and compare it with a backup's manifest
+    Compare {
+        /// Source the target belongs to
+        source: String,
+        /// Target to count (for sqlite and file: the file; postgres: the database URL)
+        #[arg(long, value_name = "TARGET")]
+        to: String,
+        /// This backup's manifest [default: the newest backup]
+        #[arg(long)]
+        backup: Option<String>,
+    },
     /// Delete backups that no retention rule keeps (plan first)
     Prune {
         /// Sources to prune [default: all]
@@ -249,6 +260,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Quickstart { dir } => commands::quickstart(g, dir).await,
         Command::Doctor => commands::doctor(g, &g.context().await?).await,
+        Command::Compare { source, to, backup } => {
+            commands::compare(g, &g.context().await?, &source, &to, backup.as_deref()).await
+        }
     }
 }
 

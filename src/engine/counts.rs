@@ -73,6 +73,31 @@ pub fn compare(expected: &Counts, actual: &Counts) -> CountsReport {
     CountsReport { checks }
 }
 
+/// Compare with a tolerance for counts named `keys.*` and `expires.*`: the restored
+/// side may be lower (keys with a TTL expire) by at most the tolerance, never higher.
+pub fn compare_tolerant(
+    expected: &Counts,
+    actual: &Counts,
+    tolerance: crate::policy::Tolerance,
+) -> CountsReport {
+    use crate::policy::Tolerance;
+    let mut report = compare(expected, actual);
+    for c in report.checks.iter_mut() {
+        let shrinkable = c.name.starts_with("keys.") || c.name.starts_with("expires.");
+        if let (false, true, Some(e), Some(a)) = (c.ok, shrinkable, c.expected, c.actual)
+            && a < e
+        {
+            let missing = e - a;
+            c.ok = match tolerance {
+                Tolerance::Exact => false,
+                Tolerance::Absolute(n) => missing <= n,
+                Tolerance::Percent(p) => (missing as f64) <= (e as f64) * p / 100.0,
+            };
+        }
+    }
+    report
+}
+
 impl fmt::Display for CountsReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let width = self
@@ -124,6 +149,22 @@ mod tests {
         );
         assert!(!r.ok());
         assert_eq!(r.mismatches(), vec!["rows.users: expected 10, actual 9"]);
+    }
+
+    #[test]
+    fn a_tolerance_allows_expired_keys_but_never_extra_ones() {
+        use crate::policy::Tolerance;
+        let e = counts(&[("keys.db0", 1000), ("rows.x", 5)]);
+        let fewer = counts(&[("keys.db0", 990), ("rows.x", 5)]);
+        let more = counts(&[("keys.db0", 1001), ("rows.x", 5)]);
+        assert!(!compare_tolerant(&e, &fewer, Tolerance::Exact).ok());
+        assert!(compare_tolerant(&e, &fewer, Tolerance::Percent(1.0)).ok());
+        assert!(!compare_tolerant(&e, &fewer, Tolerance::Absolute(9)).ok());
+        assert!(compare_tolerant(&e, &fewer, Tolerance::Absolute(10)).ok());
+        assert!(!compare_tolerant(&e, &more, Tolerance::Percent(50.0)).ok());
+        // Rows are never tolerated.
+        let rows = counts(&[("keys.db0", 1000), ("rows.x", 4)]);
+        assert!(!compare_tolerant(&e, &rows, Tolerance::Percent(50.0)).ok());
     }
 
     #[test]

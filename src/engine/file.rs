@@ -96,6 +96,11 @@ impl Engine for FileEngine {
         super::check_file_target(target, force)
     }
 
+    fn count_target(&self, target: &str) -> Result<Counts> {
+        fs::metadata(target).map_err(|e| Error::io(target, e))?;
+        Ok(Counts::new())
+    }
+
     fn restore(
         &self,
         target: &str,

@@ -3,7 +3,10 @@
 //! a staging copy that is swapped in only after its counts match.
 
 pub mod counts;
+pub mod faiss;
 pub mod file;
+pub mod postgres;
+pub mod redis;
 pub mod spool;
 pub mod sqlite;
 
@@ -60,6 +63,22 @@ pub trait Engine: Send + Sync {
         stream: &mut dyn Read,
         expected: &Counts,
     ) -> Result<RestoreOutcome>;
+
+    /// Count an existing target the way a restore counts it (for `lifeboat compare`
+    /// and the DR integrity step).
+    fn count_target(&self, target: &str) -> Result<Counts>;
+
+    /// Compare counts; engines whose data may legitimately shrink after a restore
+    /// (keys with a TTL) allow the configured tolerance.
+    fn compare(&self, expected: &Counts, actual: &Counts) -> CountsReport {
+        counts::compare(expected, actual)
+    }
+
+    /// Checks for `lifeboat doctor` (tools present, versions, reachability), changing
+    /// nothing.
+    fn checks(&self) -> Vec<crate::storage::Check> {
+        Vec::new()
+    }
 }
 
 /// The engine of a source.
@@ -67,6 +86,9 @@ pub fn for_source(source: &Source) -> Box<dyn Engine> {
     match &source.config {
         SourceConfig::Sqlite { path } => Box::new(sqlite::SqliteEngine::new(path.clone())),
         SourceConfig::File { path } => Box::new(file::FileEngine::new(path.clone())),
+        SourceConfig::Postgres(cfg) => Box::new(postgres::PostgresEngine::new(cfg.clone())),
+        SourceConfig::Redis(cfg) => Box::new(redis::RedisEngine::new(cfg.clone())),
+        SourceConfig::Faiss(cfg) => Box::new(faiss::FaissEngine::new(cfg.clone())),
     }
 }
 

@@ -165,6 +165,14 @@ impl Engine for SqliteEngine {
         super::check_file_target(target, force)
     }
 
+    fn count_target(&self, target: &str) -> Result<Counts> {
+        let what = format!("sqlite database {target}");
+        let conn = Connection::open_with_flags(target, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| Error::from(e).context(&what))?;
+        integrity_check(&conn, &what)?;
+        count_rows(&conn)
+    }
+
     fn restore(
         &self,
         target: &str,

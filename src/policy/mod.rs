@@ -6,12 +6,16 @@
 
 mod fields;
 pub mod schedule;
+pub mod sources;
 pub mod units;
 
 use crate::error::{Error, Result};
 use chrono::Duration;
 use fields::Fields;
 pub use schedule::Schedule;
+pub use sources::{
+    FaissConfig, PostgresConfig, RedisConfig, RedisMode, RedisRestore, SecretRef, Tolerance,
+};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -229,6 +233,12 @@ pub enum SourceConfig {
         /// Path of the file.
         path: PathBuf,
     },
+    /// A PostgreSQL database.
+    Postgres(PostgresConfig),
+    /// A Redis server.
+    Redis(RedisConfig),
+    /// FAISS index files.
+    Faiss(FaissConfig),
 }
 
 impl SourceConfig {
@@ -237,6 +247,9 @@ impl SourceConfig {
         match self {
             SourceConfig::Sqlite { .. } => "sqlite",
             SourceConfig::File { .. } => "file",
+            SourceConfig::Postgres(_) => "postgres",
+            SourceConfig::Redis(_) => "redis",
+            SourceConfig::Faiss(_) => "faiss",
         }
     }
 }
@@ -260,7 +273,7 @@ pub struct Source {
     pub file: PathBuf,
 }
 
-const KINDS: &[&str] = &["sqlite", "file"];
+const KINDS: &[&str] = &["sqlite", "file", "postgres", "redis", "faiss"];
 const SOURCE_KEYS: &[&str] = &[
     "kind",
     "description",
@@ -859,6 +872,18 @@ fn read_source(
             allowed.push("path");
             f.req_str(errs, "path", "path = \"path/to/file\"")
                 .map(|p| SourceConfig::File { path: base.join(p) })
+        }
+        Some("postgres") => {
+            allowed.extend_from_slice(sources::POSTGRES_KEYS);
+            sources::read_postgres(errs, &mut f, base).map(SourceConfig::Postgres)
+        }
+        Some("redis") => {
+            allowed.extend_from_slice(sources::REDIS_KEYS);
+            sources::read_redis(errs, &mut f, base).map(SourceConfig::Redis)
+        }
+        Some("faiss") => {
+            allowed.extend_from_slice(sources::FAISS_KEYS);
+            sources::read_faiss(errs, &mut f, base).map(SourceConfig::Faiss)
         }
         Some(other) => {
             f.error(

@@ -260,3 +260,37 @@ fn a_sampled_verify_never_makes_a_backup_verified_but_a_failed_one_withdraws_it(
 
     env.cmd().args(["verify", "--sample", "0"]).assert().code(2);
 }
+
+#[test]
+fn compare_names_the_table_that_lost_a_row_after_a_restore() {
+    let env = Env::new("64KiB", "keep-last = 5");
+    make_db(&env.db, 120, 10);
+    env.backup();
+    let target = env.dir.path().join("live.db");
+    env.cmd()
+        .args(["restore", "app", "--to"])
+        .arg(&target)
+        .assert()
+        .success();
+    env.cmd()
+        .args(["compare", "app", "--to"])
+        .arg(&target)
+        .assert()
+        .success();
+    rusqlite::Connection::open(&target)
+        .unwrap()
+        .execute("DELETE FROM events WHERE id = 7", [])
+        .unwrap();
+    let out = env
+        .cmd()
+        .args(["compare", "app", "--to"])
+        .arg(&target)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        stderr(&out).contains("rows.events: expected 120, actual 119"),
+        "{}",
+        stderr(&out)
+    );
+}

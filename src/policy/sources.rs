@@ -1,0 +1,361 @@
+//! Engine-specific parts of `[sources.NAME]` for the database engines.
+
+use super::PolicyError;
+use super::fields::Fields;
+use std::path::{Path, PathBuf};
+
+/// Where a secret comes from; never the policy text itself.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SecretRef {
+    /// Nothing configured (the tool's own defaults apply, e.g. `.pgpass`).
+    #[default]
+    None,
+    /// An environment variable's value.
+    Env(String),
+    /// A file's content (trailing newline removed).
+    File(PathBuf),
+}
+
+impl SecretRef {
+    /// Resolve the secret; `what` names it in errors (never its value).
+    pub fn resolve(&self, what: &str) -> crate::Result<Option<String>> {
+        match self {
+            SecretRef::None => Ok(None),
+            SecretRef::Env(var) => std::env::var(var).map(Some).map_err(|_| {
+                crate::Error::bad_input(format!(
+                    "{what}: environment variable {var} is not set (set it, or use password-file)"
+                ))
+            }),
+            SecretRef::File(p) => std::fs::read_to_string(p)
+                .map(|s| Some(s.trim_end_matches(['\n', '\r']).to_string()))
+                .map_err(|e| crate::Error::io(format!("{what}: password file {}", p.display()), e)),
+        }
+    }
+}
+
+/// A PostgreSQL (or RDS PostgreSQL) database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostgresConfig {
+    /// `postgres://user@host:port/dbname`, without a password.
+    pub url: String,
+    /// The password, if not from `.pgpass`.
+    pub password: SecretRef,
+    /// Tables to count (all user tables when `None`).
+    pub count_tables: Option<Vec<String>>,
+    /// A query returning one timestamp: the data's freshness (the consistency point).
+    pub freshness: Option<String>,
+    /// `pg_restore --jobs`.
+    pub jobs: u32,
+    /// Folder holding `pg_dump` and `pg_restore` (default: found on PATH).
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// How a Redis snapshot is taken.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisMode {
+    /// `redis-cli --rdb -`: the server streams a fresh RDB over the replication
+    /// protocol (point in time: the server's fork for the transfer).
+    Replication,
+    /// `BGSAVE` on the server, then its RDB file is read here (beside the server).
+    Bgsave {
+        /// The server's RDB file.
+        rdb_path: PathBuf,
+    },
+}
+
+/// Tolerated difference of key counts after a restore (keys with a TTL may expire).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Tolerance {
+    /// Counts must be equal.
+    Exact,
+    /// Up to this many keys fewer per count.
+    Absolute(u64),
+    /// Up to this percentage fewer per count.
+    Percent(f64),
+}
+
+/// Restoring a Redis RDB into a target folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisRestore {
+    /// RDB file name inside the target folder.
+    pub rdb_name: String,
+    /// Command run after the swap (e.g. a restart of the server that loads the folder).
+    pub restart: Option<Vec<String>>,
+    /// Server counted after the restart; without it, a throwaway `redis-server` on a
+    /// free loopback port loads the restored file and is counted.
+    pub check_url: Option<String>,
+}
+
+/// A Redis server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisConfig {
+    /// `redis://host:port`.
+    pub url: String,
+    /// The password (AUTH), if any.
+    pub password: SecretRef,
+    /// Snapshot mode.
+    pub mode: RedisMode,
+    /// Allowed key-count difference after a restore.
+    pub tolerance: Tolerance,
+    /// `redis-cli` to run.
+    pub cli: PathBuf,
+    /// `redis-server` to run for checks.
+    pub server: PathBuf,
+    /// Restore settings.
+    pub restore: RedisRestore,
+}
+
+/// FAISS index files (and their sidecars).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaissConfig {
+    /// The files, read consistently; restored into a target folder under their names.
+    pub paths: Vec<PathBuf>,
+    /// Command run after a restore (e.g. a rollout restart).
+    pub post_restore: Option<Vec<String>>,
+    /// Its timeout.
+    pub post_restore_timeout: std::time::Duration,
+}
+
+pub(crate) const POSTGRES_KEYS: &[&str] = &[
+    "url",
+    "password-env",
+    "password-file",
+    "counts",
+    "freshness",
+    "jobs",
+    "pg-bin",
+];
+pub(crate) const REDIS_KEYS: &[&str] = &[
+    "url",
+    "password-env",
+    "password-file",
+    "mode",
+    "rdb-path",
+    "tolerance",
+    "redis-cli",
+    "redis-server",
+    "restore",
+];
+pub(crate) const FAISS_KEYS: &[&str] = &["paths", "post-restore", "post-restore-timeout"];
+
+fn secret(errs: &mut Vec<PolicyError>, f: &mut Fields<'_>, base: &Path) -> SecretRef {
+    let env = f.opt_str(errs, "password-env");
+    let file = f.opt_str(errs, "password-file");
+    match (env, file) {
+        (Some(_), Some(_)) => {
+            f.error(
+                errs,
+                "password-file",
+                "give password-env or password-file, not both",
+            );
+            SecretRef::None
+        }
+        (Some(v), None) => SecretRef::Env(v.to_string()),
+        (None, Some(p)) => SecretRef::File(base.join(p)),
+        (None, None) => SecretRef::None,
+    }
+}
+
+/// Refuse a URL that carries a password: secrets do not belong in policy text.
+fn url_without_password(
+    errs: &mut Vec<PolicyError>,
+    f: &mut Fields<'_>,
+    schemes: &[&str],
+    hint: &str,
+) -> Option<String> {
+    let u = f.req_str(errs, "url", hint)?;
+    let parsed = match url::Url::parse(u) {
+        Ok(p) if schemes.contains(&p.scheme()) => p,
+        _ => {
+            // Never echo the value: it may hold a password.
+            f.error(
+                errs,
+                "url",
+                format!("not a {} URL ({hint})", schemes.join(" or ")),
+            );
+            return None;
+        }
+    };
+    if parsed.password().is_some() {
+        f.error(
+            errs,
+            "url",
+            "holds a password: remove it and use password-env or password-file",
+        );
+        return None;
+    }
+    Some(u.to_string())
+}
+
+fn command(errs: &mut Vec<PolicyError>, f: &mut Fields<'_>, key: &str) -> Option<Vec<String>> {
+    let cmd = f.str_list(errs, key)?;
+    if cmd.is_empty() {
+        f.error(errs, key, "empty (give the program and its arguments, e.g. [\"systemctl\", \"restart\", \"redis\"])");
+        return None;
+    }
+    Some(cmd.into_iter().map(str::to_string).collect())
+}
+
+pub(crate) fn read_postgres(
+    errs: &mut Vec<PolicyError>,
+    f: &mut Fields<'_>,
+    base: &Path,
+) -> Option<PostgresConfig> {
+    let url = url_without_password(
+        errs,
+        f,
+        &["postgres", "postgresql"],
+        "url = \"postgres://USER@HOST:5432/DBNAME\"",
+    );
+    let password = secret(errs, f, base);
+    let count_tables = f.opt_table(errs, "counts").and_then(|t| {
+        let mut cf = Fields::new(f.file(), f.path("counts"), t);
+        let tables = cf
+            .str_list(errs, "tables")
+            .map(|v| v.into_iter().map(str::to_string).collect());
+        cf.finish(errs, &["tables"]);
+        tables
+    });
+    let freshness = f.opt_str(errs, "freshness").map(str::to_string);
+    let jobs = f.opt_u32(errs, "jobs").unwrap_or(2).max(1);
+    let bin_dir = f.opt_str(errs, "pg-bin").map(|p| base.join(p));
+    Some(PostgresConfig {
+        url: url?,
+        password,
+        count_tables,
+        freshness,
+        jobs,
+        bin_dir,
+    })
+}
+
+pub(crate) fn read_redis(
+    errs: &mut Vec<PolicyError>,
+    f: &mut Fields<'_>,
+    base: &Path,
+) -> Option<RedisConfig> {
+    let url = url_without_password(errs, f, &["redis"], "url = \"redis://HOST:6379\"");
+    let password = secret(errs, f, base);
+    let rdb_path = f.opt_str(errs, "rdb-path").map(|p| base.join(p));
+    let mode = match f.opt_str(errs, "mode").unwrap_or("replication") {
+        "replication" => Some(RedisMode::Replication),
+        "bgsave" => match rdb_path {
+            Some(rdb_path) => Some(RedisMode::Bgsave { rdb_path }),
+            None => {
+                f.error(errs, "rdb-path", "missing: mode = \"bgsave\" reads the server's RDB file (add rdb-path = \"/var/lib/redis/dump.rdb\")");
+                None
+            }
+        },
+        other => {
+            f.error(
+                errs,
+                "mode",
+                format!("`{other}`: use \"replication\" or \"bgsave\""),
+            );
+            None
+        }
+    };
+    let tolerance = match f.opt_table(errs, "tolerance") {
+        None => Tolerance::Exact,
+        Some(t) => {
+            let mut tf = Fields::new(f.file(), f.path("tolerance"), t);
+            let tol = match t.get("keys") {
+                None => Tolerance::Exact,
+                Some(toml::Value::Integer(n)) if *n >= 0 => Tolerance::Absolute(*n as u64),
+                Some(toml::Value::String(s)) => match s
+                    .strip_suffix('%')
+                    .and_then(|p| p.trim().parse::<f64>().ok())
+                    .filter(|p| (0.0..=100.0).contains(p))
+                {
+                    Some(p) => Tolerance::Percent(p),
+                    None => {
+                        tf.error(
+                            errs,
+                            "keys",
+                            format!("`{s}`: write a percentage such as \"1%\" or a number of keys"),
+                        );
+                        Tolerance::Exact
+                    }
+                },
+                Some(other) => {
+                    tf.error(
+                        errs,
+                        "keys",
+                        format!("`{other}`: write a percentage such as \"1%\" or a number of keys"),
+                    );
+                    Tolerance::Exact
+                }
+            };
+            tf.opt_value("keys");
+            tf.finish(errs, &["keys"]);
+            tol
+        }
+    };
+    let cli = PathBuf::from(f.opt_str(errs, "redis-cli").unwrap_or("redis-cli"));
+    let server = PathBuf::from(f.opt_str(errs, "redis-server").unwrap_or("redis-server"));
+    let restore = match f.opt_table(errs, "restore") {
+        None => RedisRestore {
+            rdb_name: "dump.rdb".into(),
+            restart: None,
+            check_url: None,
+        },
+        Some(t) => {
+            let mut rf = Fields::new(f.file(), f.path("restore"), t);
+            let r = RedisRestore {
+                rdb_name: rf
+                    .opt_str(errs, "rdb-name")
+                    .unwrap_or("dump.rdb")
+                    .to_string(),
+                restart: command(errs, &mut rf, "restart"),
+                check_url: rf.opt_str(errs, "check-url").map(str::to_string),
+            };
+            rf.finish(errs, &["rdb-name", "restart", "check-url"]);
+            r
+        }
+    };
+    Some(RedisConfig {
+        url: url?,
+        password,
+        mode: mode?,
+        tolerance,
+        cli,
+        server,
+        restore,
+    })
+}
+
+pub(crate) fn read_faiss(
+    errs: &mut Vec<PolicyError>,
+    f: &mut Fields<'_>,
+    base: &Path,
+) -> Option<FaissConfig> {
+    let paths: Vec<PathBuf> = match f.str_list(errs, "paths") {
+        Some(p) if !p.is_empty() => p.into_iter().map(|p| base.join(p)).collect(),
+        Some(_) | None => {
+            f.error(errs, "paths", "missing or empty (list the index files and their sidecars, e.g. paths = [\"index.faiss\", \"ids.json\"])");
+            return None;
+        }
+    };
+    let mut names = std::collections::BTreeSet::new();
+    for (i, p) in paths.iter().enumerate() {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+        match name {
+            Some(n) if names.insert(n.clone()) => {}
+            _ => f.error(
+                errs,
+                &format!("paths[{i}]"),
+                "file names must be distinct: they are restored side by side",
+            ),
+        }
+    }
+    let post_restore = command(errs, f, "post-restore");
+    let post_restore_timeout = f
+        .opt_duration(errs, "post-restore-timeout")
+        .and_then(|d| d.to_std().ok())
+        .unwrap_or(std::time::Duration::from_secs(300));
+    Some(FaissConfig {
+        paths,
+        post_restore,
+        post_restore_timeout,
+    })
+}
