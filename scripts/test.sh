@@ -11,6 +11,9 @@ export no_proxy="$NO_PROXY"
 # --- what the tests need beyond the Rust toolchain
 missing=()
 command -v npm >/dev/null 2>&1 || missing+=(npm) # Azurite comes from the npm registry
+# PostgreSQL server and client tools (initdb, pg_ctl, pg_dump, pg_restore).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
 if ! command -v python3 >/dev/null 2>&1; then
   missing+=(python3 python3-venv)
 elif ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
@@ -27,10 +30,12 @@ python3 -c 'import sqlite3' # the concurrent writer of the consistency test
 cleanup() {
   bash scripts/peers/moto.sh stop || true
   bash scripts/peers/azurite.sh stop || true
+  bash scripts/peers/postgres.sh stop || true
 }
 trap cleanup EXIT
 eval "$(bash scripts/peers/moto.sh start)"
 eval "$(bash scripts/peers/azurite.sh start)"
+eval "$(bash scripts/peers/postgres.sh start)"
 # moto accepts any credentials; the secret is distinctive so tests can prove it never leaks.
 export AWS_ACCESS_KEY_ID="LBTESTACCESSKEY"
 export AWS_SECRET_ACCESS_KEY="lbtest-secret-$(python3 -c 'import secrets; print(secrets.token_hex(12))')"

@@ -60,7 +60,12 @@ pub async fn doctor(ctx: &Context) -> DoctorReport {
                 ),
             });
         }
-        checks.extend(crate::engine::for_source(src).checks());
+        // Engine checks may block (they talk to servers and run tools).
+        let engine = crate::engine::for_source(src);
+        match tokio::task::spawn_blocking(move || engine.checks()).await {
+            Ok(c) => checks.extend(c),
+            Err(e) => checks.push(Check::new("engine", CheckStatus::Fail, e.to_string())),
+        }
         subjects.push(Subject {
             name: format!("source {}", src.name),
             checks,

@@ -111,7 +111,11 @@ pub async fn restore(ctx: &Context, opts: &RestoreOptions) -> Result<RestoreRepo
         )));
     }
     let engine: Arc<dyn engine::Engine> = Arc::from(engine::for_source(&source));
-    engine.check_target(&opts.target, opts.force)?;
+    {
+        // Engines may talk to a server here: off the async workers.
+        let (engine, target, force) = (engine.clone(), opts.target.clone(), opts.force);
+        blocking(move || engine.check_target(&target, force)).await?;
+    }
     reconcile::reconcile_sources(ctx, std::slice::from_ref(&source.name)).await?;
     let backups = ctx.catalog.backups(Some(&source.name), None)?;
     let chosen = choose(opts, &backups)?;

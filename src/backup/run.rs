@@ -154,8 +154,7 @@ async fn run(
             .await
             .map_err(|e| e.context(format!("source {}", source.name)))?
     };
-    report.counts = snap.counts.clone();
-    report.consistency_point = Some(snap.consistency_point);
+    let mut pending_counts = Some(snap.counts);
     let opts = StreamOptions::default();
     let data_key = layout::data_key(&source.name, id);
 
@@ -230,6 +229,19 @@ async fn run(
         b.finish_and_clear();
     }
     let _ = done_tx.send(Some(produced.is_ok()));
+    // The stream is complete (or failed): counts still being taken end now.
+    let counted = {
+        let pending = pending_counts.take().expect("taken once");
+        blocking(move || pending.wait()).await
+    };
+    let produced = match (produced, counted) {
+        (Ok(t), Ok((counts, freshness))) => {
+            report.counts = counts;
+            report.consistency_point = Some(freshness.unwrap_or(snap.consistency_point));
+            Ok(t)
+        }
+        (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+    };
     let totals = match produced {
         Ok(t) => Some(t),
         Err(e) => {
@@ -272,7 +284,7 @@ async fn run(
             repository: dest.clone(),
             started_at: started,
             finished_at: ctx.clock.now(),
-            consistency_point: snap.consistency_point,
+            consistency_point: report.consistency_point.unwrap_or(snap.consistency_point),
             tool_version: env!("CARGO_PKG_VERSION").to_string(),
             host: gethostname::gethostname().to_string_lossy().into_owned(),
             compression: "zstd".into(),
@@ -288,7 +300,7 @@ async fn run(
                 size: totals.raw_size,
                 sha256: totals.raw_sha256.clone(),
             },
-            counts: snap.counts.clone(),
+            counts: report.counts.clone(),
             keep_until,
             engine: snap.details.clone(),
         };

@@ -82,7 +82,7 @@ impl Engine for FileEngine {
             }),
             // The manifest's raw size and hash describe the content; a file has no
             // count of its own.
-            counts: Counts::new(),
+            counts: Counts::new().into(),
             consistency_point,
             size_hint: regular.then_some(meta.len()),
             details: serde_json::json!({

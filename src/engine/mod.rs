@@ -18,12 +18,37 @@ use std::fs;
 use std::io::{Read, Write};
 use std::path::Path;
 
+/// Integrity counts of a snapshot, known at once or finished by another thread while
+/// the stream is read (counting a large database overlaps its dump).
+pub enum SnapshotCounts {
+    /// Known.
+    Ready(Counts),
+    /// Being counted; may also yield the data's freshness (a newer consistency point).
+    Pending(std::thread::JoinHandle<Result<(Counts, Option<DateTime<Utc>>)>>),
+}
+
+impl SnapshotCounts {
+    /// The counts and, if the engine measured one, the data's freshness.
+    pub fn wait(self) -> Result<(Counts, Option<DateTime<Utc>>)> {
+        match self {
+            SnapshotCounts::Ready(c) => Ok((c, None)),
+            SnapshotCounts::Pending(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        }
+    }
+}
+
+impl From<Counts> for SnapshotCounts {
+    fn from(c: Counts) -> Self {
+        SnapshotCounts::Ready(c)
+    }
+}
+
 /// A consistent snapshot, ready to stream.
 pub struct Snapshot {
     /// The raw stream; read it once, to the end.
     pub reader: Box<dyn Read + Send>,
     /// Integrity counts of exactly this snapshot.
-    pub counts: Counts,
+    pub counts: SnapshotCounts,
     /// The instant the snapshot reflects.
     pub consistency_point: DateTime<Utc>,
     /// Raw size when known in advance (for progress).

@@ -150,7 +150,7 @@ impl Engine for SqliteEngine {
                 file,
                 _path: spool_path,
             }),
-            counts,
+            counts: counts.into(),
             consistency_point,
             size_hint: size,
             details: serde_json::json!({
