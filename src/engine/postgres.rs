@@ -10,8 +10,8 @@
 //! it holds the snapshot open until pg_dump has finished. The freshness value, when
 //! configured, is the backup's consistency point.
 //!
-//! Restore: into a staging database beside the target (`pg_restore`, with `--jobs` when
-//! the dump fits in the spool folder, streamed otherwise), recounted and compared; then
+//! Restore: streamed into `pg_restore` (one job: parallel jobs would need the whole
+//! dump on disk first) into a staging database beside the target, recounted and compared; then
 //! swapped in by renaming both databases in one transaction. On any mismatch the staging
 //! database is dropped and the target is untouched.
 //!

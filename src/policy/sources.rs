@@ -44,8 +44,6 @@ pub struct PostgresConfig {
     pub count_tables: Option<Vec<String>>,
     /// A query returning one timestamp: the data's freshness (the consistency point).
     pub freshness: Option<String>,
-    /// `pg_restore --jobs`.
-    pub jobs: u32,
     /// Folder holding `pg_dump` and `pg_restore` (default: found on PATH).
     pub bin_dir: Option<PathBuf>,
 }
@@ -122,7 +120,6 @@ pub(crate) const POSTGRES_KEYS: &[&str] = &[
     "password-file",
     "counts",
     "freshness",
-    "jobs",
     "pg-bin",
 ];
 pub(crate) const REDIS_KEYS: &[&str] = &[
@@ -217,14 +214,12 @@ pub(crate) fn read_postgres(
         tables
     });
     let freshness = f.opt_str(errs, "freshness").map(str::to_string);
-    let jobs = f.opt_u32(errs, "jobs").unwrap_or(2).max(1);
     let bin_dir = f.opt_str(errs, "pg-bin").map(|p| base.join(p));
     Some(PostgresConfig {
         url: url?,
         password,
         count_tables,
         freshness,
-        jobs,
         bin_dir,
     })
 }
