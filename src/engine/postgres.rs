@@ -32,7 +32,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use tokio::runtime::Handle;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// Keep this much of a child's stderr for error messages.
 const STDERR_KEEP: usize = 16 << 10;
@@ -50,6 +50,8 @@ struct Target {
     url: String,
     config: tokio_postgres::Config,
     password: Option<String>,
+    /// CA bundle for TLS (None: the public web roots).
+    root_cert: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Target {
@@ -59,7 +61,7 @@ impl std::fmt::Debug for Target {
 }
 
 impl Target {
-    fn parse(url: &str, password: Option<String>) -> Result<Target> {
+    fn parse(url: &str, password: Option<String>, root_cert: Option<PathBuf>) -> Result<Target> {
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| {
             Error::bad_input(format!(
                 "`{}`: not a PostgreSQL URL ({e}); write postgres://USER@HOST:5432/DBNAME",
@@ -78,6 +80,7 @@ impl Target {
             url: url.to_string(),
             config,
             password,
+            root_cert,
         })
     }
 
@@ -101,7 +104,7 @@ impl Target {
     async fn connect(&self) -> Result<Client> {
         let (client, connection) = self
             .config
-            .connect(NoTls)
+            .connect(self.tls()?)
             .await
             .map_err(|e| pg_error(&format!("connecting to {}", self.url), e))?;
         tokio::spawn(async move {
@@ -109,6 +112,33 @@ impl Target {
             let _ = connection.await;
         });
         Ok(client)
+    }
+
+    /// TLS as the URL's sslmode says (default prefer: TLS when the server offers it),
+    /// always with the server's certificate verified.
+    fn tls(&self) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.root_cert {
+            Some(path) => {
+                use rustls::pki_types::CertificateDer;
+                use rustls::pki_types::pem::PemObject;
+                let bad = |e: &dyn std::fmt::Display| {
+                    Error::bad_input(format!("ssl-root-cert {}: {e}", path.display()))
+                };
+                for cert in CertificateDer::pem_file_iter(path).map_err(|e| bad(&e))? {
+                    roots.add(cert.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
+                }
+            }
+            None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::failed(format!("TLS set-up: {e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
     }
 
     /// A libpq connection string for child processes: no password in it.
@@ -132,6 +162,18 @@ impl Target {
         }
         if let Some(d) = self.config.get_dbname() {
             parts.push(format!("dbname={}", quote(d)));
+        }
+        match self.config.get_ssl_mode() {
+            tokio_postgres::config::SslMode::Disable => parts.push("sslmode=disable".into()),
+            tokio_postgres::config::SslMode::Require => parts.push(if self.root_cert.is_some() {
+                "sslmode=verify-full".into()
+            } else {
+                "sslmode=require".into()
+            }),
+            _ => {}
+        }
+        if let Some(p) = &self.root_cert {
+            parts.push(format!("sslrootcert={}", quote(&p.to_string_lossy())));
         }
         parts.join(" ")
     }
@@ -159,10 +201,21 @@ fn redact(url: &str) -> String {
 }
 
 fn pg_error(what: &str, e: tokio_postgres::Error) -> Error {
-    let detail = match e.as_db_error() {
+    let mut detail = match e.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
         None => e.to_string(),
     };
+    let mut cause = std::error::Error::source(&e);
+    while let Some(c) = cause {
+        detail.push_str(&format!(": {c}"));
+        cause = c.source();
+    }
+    if detail.contains("TLS") || detail.contains("certificate") {
+        detail.push_str(
+            " (set ssl-root-cert to the CA bundle that signs the server's certificate, \
+             e.g. the RDS bundle, or sslmode=disable in the URL on a trusted network)",
+        );
+    }
     Error::failed(format!("{what}: {detail}"))
 }
 
@@ -322,7 +375,7 @@ impl PostgresEngine {
 
     fn source(&self) -> Result<Target> {
         let password = self.cfg.password.resolve("postgres source")?;
-        Target::parse(&self.cfg.url, password)
+        Target::parse(&self.cfg.url, password, self.cfg.ssl_root_cert.clone())
     }
 
     /// A restore target: a URL naming the database to create or replace; the
@@ -332,7 +385,7 @@ impl PostgresEngine {
             Some(p) => Some(p),
             None => std::env::var("PGPASSWORD").ok(),
         };
-        Target::parse(url, password)
+        Target::parse(url, password, self.cfg.ssl_root_cert.clone())
     }
 
     fn bin(&self, name: &str) -> PathBuf {
@@ -720,20 +773,25 @@ mod tests {
 
     #[test]
     fn urls_with_passwords_are_refused_and_never_echoed() {
-        let e = Target::parse("postgres://app:s3cret@db:5432/app", None).unwrap_err();
+        let e = Target::parse("postgres://app:s3cret@db:5432/app", None, None).unwrap_err();
         assert!(!e.to_string().contains("s3cret"), "{e}");
     }
 
     #[test]
     fn child_connection_strings_carry_no_password() {
-        let t =
-            Target::parse("postgres://app@db.internal:6543/app", Some("s3cret".into())).unwrap();
+        let t = Target::parse(
+            "postgres://app@db.internal:6543/app?sslmode=require",
+            Some("s3cret".into()),
+            None,
+        )
+        .unwrap();
         let c = t.conninfo();
         assert!(!c.contains("s3cret"));
         assert!(
             c.contains("host='db.internal'")
                 && c.contains("port=6543")
-                && c.contains("dbname='app'"),
+                && c.contains("dbname='app'")
+                && c.contains("sslmode=require"),
             "{c}"
         );
     }

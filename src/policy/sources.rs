@@ -46,6 +46,9 @@ pub struct PostgresConfig {
     pub freshness: Option<String>,
     /// Folder holding `pg_dump` and `pg_restore` (default: found on PATH).
     pub bin_dir: Option<PathBuf>,
+    /// CA certificates (PEM) that sign the server's certificate, e.g. the RDS bundle;
+    /// default: the public web roots.
+    pub ssl_root_cert: Option<PathBuf>,
 }
 
 /// How a Redis snapshot is taken.
@@ -121,6 +124,7 @@ pub(crate) const POSTGRES_KEYS: &[&str] = &[
     "counts",
     "freshness",
     "pg-bin",
+    "ssl-root-cert",
 ];
 pub(crate) const REDIS_KEYS: &[&str] = &[
     "url",
@@ -215,12 +219,14 @@ pub(crate) fn read_postgres(
     });
     let freshness = f.opt_str(errs, "freshness").map(str::to_string);
     let bin_dir = f.opt_str(errs, "pg-bin").map(|p| base.join(p));
+    let ssl_root_cert = f.opt_str(errs, "ssl-root-cert").map(|p| base.join(p));
     Some(PostgresConfig {
         url: url?,
         password,
         count_tables,
         freshness,
         bin_dir,
+        ssl_root_cert,
     })
 }
 

@@ -11,6 +11,11 @@ pub fn admin_url() -> String {
     )
 }
 
+/// The CA that signed the test server's certificate.
+pub fn ca() -> String {
+    std::env::var("LIFEBOAT_TEST_PG_CA").expect("scripts/test.sh sets LIFEBOAT_TEST_PG_CA")
+}
+
 pub fn password() -> String {
     std::env::var("LIFEBOAT_TEST_PG_PASSWORD")
         .expect("scripts/test.sh sets LIFEBOAT_TEST_PG_PASSWORD")
