@@ -1,5 +1,7 @@
 //! Faiss engine.
 
+pub mod header;
+
 use super::counts::Counts;
 use super::spool::Spool;
 use super::{Engine, RestoreOutcome, Snapshot};
