@@ -89,7 +89,8 @@ fn read_kind(path: &Path, what: &str, hint: &str) -> Result<(Kind, u64)> {
     file.take(header::PREFIX as u64)
         .read_to_end(&mut prefix)
         .map_err(|e| Error::io(format!("reading {what} {}", path.display()), e))?;
-    let kind = header::parse(&prefix, meta.len()).map_err(|e| copy::header_error(path, e))?;
+    let kind = header::parse(&prefix, meta.len())
+        .map_err(|e| copy::header_error(&format!("{what} {}", path.display()), e))?;
     Ok((kind, meta.len()))
 }
 

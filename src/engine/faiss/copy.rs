@@ -355,7 +355,7 @@ fn attempt(
     // Only now is a damaged header the file's own state rather than a write caught
     // half-way, which the checks above would have reported as a change.
     for (f, kind) in files.iter_mut().zip(parsed) {
-        f.kind = kind.map_err(|e| header_error(&f.path, e))?;
+        f.kind = kind.map_err(|e| header_error(&format!("faiss file {}", f.path.display()), e))?;
     }
 
     let archive_size = spool_file
@@ -374,13 +374,13 @@ fn attempt(
     })
 }
 
-/// The integrity error for a refused header of the file at `path`.
-pub fn header_error(path: &Path, e: HeaderError) -> Error {
+/// The integrity error for a refused header of `what` (the file, named with its path).
+pub fn header_error(what: &str, e: HeaderError) -> Error {
     let fix = match e {
         HeaderError::Unsupported { .. } => "",
         _ => " (restore it from a good copy or save the index again)",
     };
-    Error::integrity(format!("faiss file {}: {e}{fix}", path.display()))
+    Error::integrity(format!("{what}: {e}{fix}"))
 }
 
 #[cfg(unix)]
