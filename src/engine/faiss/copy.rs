@@ -213,10 +213,22 @@ fn stat(path: &Path) -> Result<Stamp, Failure> {
     Ok(Stamp::of(&m))
 }
 
+/// A file that was there when the attempt began and is gone now was replaced or
+/// removed by its writer: a change, not a configuration problem.
+fn gone(path: &Path, e: io::Error) -> Failure {
+    if e.kind() == io::ErrorKind::NotFound {
+        Failure::Changed {
+            path: path.to_path_buf(),
+            what: "it was removed".into(),
+        }
+    } else {
+        Failure::Fatal(Error::io(format!("faiss file {}", path.display()), e))
+    }
+}
+
 /// Open `path` and check it is still the file recorded in `before`.
 fn open_same(path: &Path, before: &Stamp) -> Result<(File, Metadata), Failure> {
-    let file =
-        File::open(path).map_err(|e| Error::io(format!("faiss file {}", path.display()), e))?;
+    let file = File::open(path).map_err(|e| gone(path, e))?;
     let meta = file.metadata().map_err(|e| Error::io(path.display(), e))?;
     match before.change(&Stamp::of(&meta)) {
         Some(what) => Err(Failure::Changed {
@@ -345,7 +357,8 @@ fn attempt(
         .map_err(|e| Error::io(&what, e))?;
 
     for (path, st) in paths.iter().zip(&before) {
-        if let Some(what) = st.change(&stat(path)?) {
+        let now = fs::metadata(path).map_err(|e| gone(path, e))?;
+        if let Some(what) = st.change(&Stamp::of(&now)) {
             return Err(Failure::Changed {
                 path: path.clone(),
                 what,
@@ -490,6 +503,15 @@ mod tests {
         .unwrap();
         assert!(err.to_string().contains("nope.faiss"), "{err}");
         assert!(err.to_string().contains("`paths`"), "{err}");
+    }
+
+    #[test]
+    fn a_file_gone_during_the_copy_is_a_change_other_errors_are_not() {
+        let p = Path::new("/srv/index.faiss");
+        let removed = gone(p, io::Error::from(io::ErrorKind::NotFound));
+        assert!(matches!(removed, Failure::Changed { what, .. } if what == "it was removed"));
+        let denied = gone(p, io::Error::from(io::ErrorKind::PermissionDenied));
+        assert!(matches!(denied, Failure::Fatal(e) if e.to_string().contains("/srv/index.faiss")));
     }
 
     #[test]
