@@ -35,6 +35,7 @@ cleanup() {
 trap cleanup EXIT
 eval "$(bash scripts/peers/moto.sh start)"
 eval "$(bash scripts/peers/azurite.sh start)"
+eval "$(bash scripts/peers/faiss.sh)" # faiss-cpu for the FAISS tests (exports LIFEBOAT_TEST_PYTHON)
 eval "$(bash scripts/peers/postgres.sh start)"
 # moto accepts any credentials; the secret is distinctive so tests can prove it never leaks.
 export AWS_ACCESS_KEY_ID="LBTESTACCESSKEY"

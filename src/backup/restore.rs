@@ -50,6 +50,8 @@ pub struct RestoreReport {
     pub counts: CountsReport,
     /// Whether the target was replaced.
     pub swapped: bool,
+    /// A step after the swap that failed (the data is in place).
+    pub after_swap_error: Option<String>,
     /// Repositories tried before, and why they failed.
     pub fallbacks: Vec<String>,
 }
@@ -157,6 +159,7 @@ pub async fn restore(ctx: &Context, opts: &RestoreOptions) -> Result<RestoreRepo
                     consistency_point: manifest.consistency_point,
                     counts: outcome.counts,
                     swapped: outcome.swapped,
+                    after_swap_error: outcome.after_swap_error,
                     fallbacks,
                 });
             }

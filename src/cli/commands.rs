@@ -320,6 +320,13 @@ pub async fn restore(g: &Global, ctx: &Context, opts: RestoreOptions) -> anyhow:
             println!("restored: counts match; {} replaced", r.target);
         }
     }
+    if let Some(e) = &r.after_swap_error {
+        eprintln!(
+            "lifeboat: {} restored into {}, but the step after it failed: {e}",
+            r.backup_id, r.target
+        );
+        return Ok(ErrorKind::RunFailed.exit_code());
+    }
     if !r.swapped {
         eprintln!(
             "lifeboat: restore of {}/{} refused: counts differ from the manifest ({}); {} left untouched",

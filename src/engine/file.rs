@@ -115,6 +115,7 @@ impl Engine for FileEngine {
         }
         Ok(RestoreOutcome {
             swapped: report.ok(),
+            after_swap_error: None,
             counts: report,
         })
     }

@@ -65,6 +65,9 @@ pub struct RestoreOutcome {
     /// True when the staging copy replaced the target; false when counts differed and
     /// the target was left untouched.
     pub swapped: bool,
+    /// A step after the swap that failed (a post-restore or restart command): the data
+    /// is in place, the run still failed.
+    pub after_swap_error: Option<String>,
 }
 
 /// A kind of data store.

@@ -669,6 +669,7 @@ impl Engine for PostgresEngine {
             return Ok(RestoreOutcome {
                 counts: report,
                 swapped: false,
+                after_swap_error: None,
             });
         }
         // Swap: both renames in one transaction, so the target name always names a
@@ -716,6 +717,7 @@ impl Engine for PostgresEngine {
         Ok(RestoreOutcome {
             counts: report,
             swapped: true,
+            after_swap_error: None,
         })
     }
 

@@ -192,6 +192,7 @@ impl Engine for SqliteEngine {
             return Ok(RestoreOutcome {
                 counts: report,
                 swapped: false,
+                after_swap_error: None,
             });
         }
         // Fold any WAL of the old target into it before its sidecars go, so that a crash
@@ -214,6 +215,7 @@ impl Engine for SqliteEngine {
         Ok(RestoreOutcome {
             counts: report,
             swapped: true,
+            after_swap_error: None,
         })
     }
 }

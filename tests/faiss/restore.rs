@@ -1,0 +1,137 @@
+//! Restores from a local repository and from S3, `lifeboat compare`, and post-restore.
+
+use crate::cloud::{local_repo, s3_repo};
+use crate::common::*;
+use crate::moto;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn assert_same_files(env: &Env, restored: &Path) {
+    for p in env.all_paths() {
+        let name = p.file_name().unwrap();
+        assert_eq!(
+            std::fs::read(restored.join(name)).unwrap(),
+            std::fs::read(&p).unwrap(),
+            "{} differs from its source",
+            name.to_string_lossy()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn restores_from_local_and_s3_are_identical_and_compare_sees_a_missing_vector() {
+    let s3 = moto::client().await;
+    let bucket = moto::bucket_name("faiss");
+    moto::create_bucket(&s3, &bucket).await;
+    let env = Env::new();
+    let repo = env.dir.path().join("repo");
+    env.policy(
+        &[
+            ("local", local_repo(&repo)),
+            ("s3", s3_repo(&moto::endpoint(), &bucket)),
+        ],
+        &[("vectors", env.all_paths(), "")],
+    );
+    env.backup("vectors");
+    let rows = env.list();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!(rows[0]["counts"], rows[1]["counts"]);
+
+    for from in ["local", "s3"] {
+        let target = env.dir.path().join(format!("restored-{from}"));
+        let t = target.to_str().unwrap();
+        let out = env.run(&["restore", "vectors", "--from", from, "--to", t]);
+        assert!(
+            out.status.success(),
+            "restore from {from}: {}",
+            stderr(&out)
+        );
+        assert_same_files(&env, &target);
+        let out = env.run(&["compare", "vectors", "--to", t]);
+        assert!(out.status.success(), "compare: {}", stderr(&out));
+
+        // A restore never overwrites what is there unless told to.
+        let out = env.run(&["restore", "vectors", "--from", from, "--to", t]);
+        assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+        assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
+    }
+
+    // One vector fewer in a restored index: compare names the index and both counts.
+    let target = env.dir.path().join("restored-s3");
+    let index = target.join("flat_l2.faiss");
+    let n = env.fact("flat_l2.faiss", "ntotal");
+    let now = make_faiss(&["drop-one", index.to_str().unwrap()]);
+    assert_eq!(now["ntotal"].as_u64(), Some(n - 1));
+    let out = env.run(&["compare", "vectors", "--to", target.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains(&format!(
+            "vectors.flat_l2.faiss: expected {n}, actual {}",
+            n - 1
+        )),
+        "{err}"
+    );
+
+    // --force puts the backed-up index back.
+    let out = env.run(&[
+        "restore",
+        "vectors",
+        "--from",
+        "s3",
+        "--force",
+        "--to",
+        target.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_same_files(&env, &target);
+}
+
+#[test]
+fn post_restore_runs_after_the_files_are_in_place_and_is_killed_at_its_timeout() {
+    let env = Env::new();
+    let repo = env.dir.path().join("repo");
+    let marker = env.dir.path().join("marker");
+    // The files must be in place when it runs; it runs in the target folder.
+    let hook = format!(
+        "post-restore = [\"sh\", \"-c\", \"test -s flat_l2.faiss && test -s ids.json && printf %s \\\"$LIFEBOAT_RESTORE_DIR\\\" > {}\"]",
+        marker.display()
+    );
+    env.policy(
+        &[("local", local_repo(&repo))],
+        &[
+            ("vectors", env.all_paths(), &hook),
+            (
+                "slow",
+                env.all_paths(),
+                "post-restore = [\"sleep\", \"60\"]\npost-restore-timeout = \"1s\"",
+            ),
+        ],
+    );
+    env.backup("vectors");
+    env.backup("slow");
+
+    let target = env.dir.path().join("restored");
+    let out = env.run(&["restore", "vectors", "--to", target.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        target.display().to_string()
+    );
+
+    let slow_target = env.dir.path().join("restored-slow");
+    let started = Instant::now();
+    let out = env.run(&["restore", "slow", "--to", slow_target.to_str().unwrap()]);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    // The run failed (exit 1), but as a step after the restore, not as bad input.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("`sleep 60` timed out after 1s"), "{err}");
+    assert!(err.contains("restored files are in place"), "{err}");
+    // The timeout is the command's; the restore itself went through.
+    assert_same_files(&env, &slow_target);
+}
