@@ -11,6 +11,11 @@ export no_proxy="$NO_PROXY"
 # --- what the tests need beyond the Rust toolchain
 missing=()
 command -v npm >/dev/null 2>&1 || missing+=(npm) # Azurite comes from the npm registry
+if ! command -v redis-server >/dev/null 2>&1; then
+  missing+=(redis-server) # the redis engine's tests run real servers; brings redis-tools
+elif ! command -v redis-cli >/dev/null 2>&1; then
+  missing+=(redis-tools) # redis-cli
+fi
 if ! command -v python3 >/dev/null 2>&1; then
   missing+=(python3 python3-venv)
 elif ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
