@@ -368,7 +368,7 @@ fn a_tolerance_accepts_a_few_expired_keys_where_exact_counts_refuse() {
     let server = Server::start();
     server.fill(0, "k:", 200, None);
     server.fill(0, "long:", 40, Some(3600));
-    server.fill(0, "short:", 3, Some(4));
+    server.fill(0, "short:", 3, Some(6));
     let repo = tempfile::tempdir().unwrap();
     let env = env(
         &[("local", local_repo(repo.path()))],
