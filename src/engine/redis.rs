@@ -105,6 +105,12 @@ fn endpoint(url: &str, key: &str) -> Result<Endpoint> {
         ))
     };
     let parsed = url::Url::parse(url).map_err(|_| bad("not a URL"))?;
+    if parsed.password().is_some() {
+        // Never echo this one.
+        return Err(Error::bad_input(format!(
+            "{key}: holds a password: remove it and use password-env or password-file"
+        )));
+    }
     if parsed.scheme() != "redis" {
         return Err(bad("not a redis:// URL"));
     }
@@ -996,6 +1002,13 @@ mod tests {
         let e = endpoint(url, "restore.check-url").unwrap_err();
         assert!(e.to_string().contains("redis://HOST:PORT"), "{e}");
         assert!(e.to_string().contains("restore.check-url"), "{e}");
+    }
+
+    #[test]
+    fn a_url_with_a_password_is_refused_without_echoing_it() {
+        let e = endpoint("redis://:hunter2@127.0.0.1:6379", "restore.check-url").unwrap_err();
+        assert!(!e.to_string().contains("hunter2"), "{e}");
+        assert!(e.to_string().contains("password-env"), "{e}");
     }
 
     #[test]
