@@ -14,6 +14,11 @@ command -v npm >/dev/null 2>&1 || missing+=(npm) # Azurite comes from the npm re
 # PostgreSQL server and client tools (initdb, pg_ctl, pg_dump, pg_restore).
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
+if ! command -v redis-server >/dev/null 2>&1; then
+  missing+=(redis-server) # the redis engine's tests run real servers; brings redis-tools
+elif ! command -v redis-cli >/dev/null 2>&1; then
+  missing+=(redis-tools) # redis-cli
+fi
 if ! command -v python3 >/dev/null 2>&1; then
   missing+=(python3 python3-venv)
 elif ! python3 -c 'import ensurepip' >/dev/null 2>&1; then

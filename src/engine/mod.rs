@@ -6,6 +6,7 @@ pub mod counts;
 pub mod faiss;
 pub mod file;
 pub mod postgres;
+mod rdb;
 pub mod redis;
 pub mod spool;
 pub mod sqlite;
