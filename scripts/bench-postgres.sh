@@ -39,6 +39,7 @@ url = "file://$work/repo"
 kind = "postgres"
 url = "$url"
 password-env = "PGPASSWORD"
+ssl-root-cert = "$LIFEBOAT_TEST_PG_CA"
 freshness = "SELECT MAX(created_at) FROM tasks"
 destinations = ["local"]
 TOML
