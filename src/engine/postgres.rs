@@ -73,6 +73,16 @@ impl Target {
                 "the PostgreSQL URL holds a password: remove it and use password-env or password-file",
             ));
         }
+        let password = password.or_else(|| {
+            // As pg_dump would: ~/.pgpass, for the session that counts.
+            let host = config.get_hosts().iter().find_map(|h| match h {
+                tokio_postgres::config::Host::Tcp(h) => Some(h.clone()),
+                #[cfg(unix)]
+                tokio_postgres::config::Host::Unix(_) => None,
+            })?;
+            let port = config.get_ports().first().copied().unwrap_or(5432);
+            pgpass(&host, port, config.get_dbname()?, config.get_user()?)
+        });
         if let Some(p) = &password {
             config.password(p);
         }
@@ -187,6 +197,57 @@ impl Target {
         }
         c
     }
+}
+
+/// The password for (host, port, db, user) in a `.pgpass` file, as libpq finds it:
+/// `$PGPASSFILE`, else `~/.pgpass`; lines `host:port:db:user:password`, `*` matches any
+/// value, `\:` and `\\` escape. Like libpq, a file readable by others is ignored.
+fn pgpass(host: &str, port: u16, db: &str, user: &str) -> Option<String> {
+    let path = std::env::var_os("PGPASSFILE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pgpass")))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).ok()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(file = %path.display(), "ignoring a password file readable by others (chmod 600 it)");
+            return None;
+        }
+    }
+    pgpass_lookup(&std::fs::read_to_string(path).ok()?, host, port, db, user)
+}
+
+fn pgpass_lookup(text: &str, host: &str, port: u16, db: &str, user: &str) -> Option<String> {
+    let port = port.to_string();
+    for line in text.lines() {
+        if line.trim_start().starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let mut fields = Vec::new();
+        let mut cur = String::new();
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => cur.extend(chars.next()),
+                ':' if fields.len() < 4 => fields.push(std::mem::take(&mut cur)),
+                c => cur.push(c),
+            }
+        }
+        fields.push(cur);
+        if fields.len() != 5 {
+            continue;
+        }
+        let ok = |f: &str, v: &str| f == "*" || f == v;
+        if ok(&fields[0], host)
+            && ok(&fields[1], &port)
+            && ok(&fields[2], db)
+            && ok(&fields[3], user)
+        {
+            return Some(fields[4].clone());
+        }
+    }
+    None
 }
 
 /// A URL with any password replaced, for messages.
@@ -796,6 +857,20 @@ mod tests {
                 && c.contains("sslmode=require"),
             "{c}"
         );
+    }
+
+    #[test]
+    fn pgpass_lines_match_like_libpq() {
+        let text = "# comment\ndb.internal:5432:app:app:first\n*:*:*:ops:p\\:w\\\\d\n";
+        assert_eq!(
+            pgpass_lookup(text, "db.internal", 5432, "app", "app").as_deref(),
+            Some("first")
+        );
+        assert_eq!(
+            pgpass_lookup(text, "other", 6543, "x", "ops").as_deref(),
+            Some("p:w\\d")
+        );
+        assert_eq!(pgpass_lookup(text, "db.internal", 5433, "app", "app"), None);
     }
 
     #[test]

@@ -294,3 +294,44 @@ async fn tls_is_verified_against_the_configured_ca() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_password_can_come_from_a_pgpass_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let db = pg::db_name("pgpass");
+    pg::create_db(&db, 3, 3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let pgpass = dir.path().join("pgpass");
+    std::fs::write(
+        &pgpass,
+        format!("127.0.0.1:*:{db}:lifeboat:{}\n", pg::password()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&pgpass, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(
+        dir.path().join("p.toml"),
+        format!(
+            "[repositories.local]\nurl = \"file://{}\"\n[sources.db]\nkind = \"postgres\"\nurl = \"{}\"\nssl-root-cert = \"{}\"\ndestinations = [\"local\"]\n",
+            dir.path().join("repo").display(),
+            pg::url(&db),
+            pg::ca()
+        ),
+    )
+    .unwrap();
+    let out = Command::cargo_bin("lifeboat")
+        .unwrap()
+        .arg("--policies")
+        .arg(dir.path().join("p.toml"))
+        .args(["--json", "backup", "db"])
+        .env_remove("PGPASSWORD")
+        .env("PGPASSFILE", &pgpass)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["backups"][0]["counts"]["rows.users"], 3);
+}
