@@ -2,7 +2,6 @@
 //! tested at any instant; nothing else in the crate reads the system clock.
 
 use chrono::{DateTime, Utc};
-use std::sync::Mutex;
 
 /// A source of "now".
 pub trait Clock: Send + Sync {
@@ -23,33 +22,5 @@ impl Clock for SystemClock {
             return t.with_timezone(&Utc);
         }
         Utc::now()
-    }
-}
-
-/// A clock that only moves when told to, for tests.
-#[derive(Debug)]
-pub struct ManualClock(Mutex<DateTime<Utc>>);
-
-impl ManualClock {
-    /// A clock standing at `t`.
-    pub fn new(t: DateTime<Utc>) -> Self {
-        ManualClock(Mutex::new(t))
-    }
-
-    /// Move the clock to `t`.
-    pub fn set(&self, t: DateTime<Utc>) {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = t;
-    }
-
-    /// Move the clock forward by `d`.
-    pub fn advance(&self, d: chrono::Duration) {
-        let mut g = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *g += d;
-    }
-}
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        *self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -6,9 +6,11 @@ use super::Context;
 use super::reconcile::{self, list_backups};
 use super::retention::{self, Candidate};
 use crate::error::{Error, Result};
-use crate::storage::layout;
+use crate::storage::wrap::DryRunStore;
+use crate::storage::{Store, layout};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
+use std::sync::Arc;
 use tracing::info;
 
 /// Leftovers (data without a manifest, unfinished uploads) younger than this may belong
@@ -120,13 +122,20 @@ pub async fn prune(ctx: &Context, sources: &[String], dry_run: bool) -> Result<P
         deleted: 0,
         incomplete_uploads_removed: 0,
     };
-    if dry_run {
-        return Ok(plan);
-    }
+    // A dry run goes through the same steps, safety check included, against stores
+    // whose writes and deletes are recorded and not done.
+    let store = |name: &str| -> Result<Arc<dyn Store>> {
+        let s = ctx.store(name)?;
+        Ok(if dry_run {
+            Arc::new(DryRunStore::new(s))
+        } else {
+            s
+        })
+    };
     // Before deleting anything, check that every backup the plan keeps is still there:
     // a stale view of the repository must not drive deletions.
     for item in plan.items.iter().filter(|i| i.keep && i.committed) {
-        let store = ctx.store(&item.repository)?;
+        let store = store(&item.repository)?;
         store
             .head(&layout::manifest_key(&item.source, &item.backup_id))
             .await
@@ -137,13 +146,16 @@ pub async fn prune(ctx: &Context, sources: &[String], dry_run: bool) -> Result<P
             })?;
     }
     for item in plan.items.iter().filter(|i| !i.keep) {
-        let store = ctx.store(&item.repository)?;
+        let store = store(&item.repository)?;
         for key in [
             layout::manifest_key(&item.source, &item.backup_id),
             layout::data_key(&item.source, &item.backup_id),
             layout::verify_key(&item.source, &item.backup_id),
         ] {
             store.delete(&key).await?;
+        }
+        if dry_run {
+            continue;
         }
         if item.committed {
             ctx.catalog.remove_backup(
@@ -165,7 +177,7 @@ pub async fn prune(ctx: &Context, sources: &[String], dry_run: bool) -> Result<P
     repos.sort();
     repos.dedup();
     for repo in repos {
-        plan.incomplete_uploads_removed += ctx.store(repo)?.cleanup_incomplete(grace).await?;
+        plan.incomplete_uploads_removed += store(repo)?.cleanup_incomplete(grace).await?;
     }
     Ok(plan)
 }

@@ -163,7 +163,8 @@ pub async fn restore(ctx: &Context, opts: &RestoreOptions) -> Result<RestoreRepo
                     fallbacks,
                 });
             }
-            // A count mismatch is the backup's content, the same everywhere: stop.
+            // Bad input (a refused target, an archive entry outside the source) would be
+            // the same from every repository: stop.
             Err(e) if e.kind() == ErrorKind::BadInput => return Err(e),
             Err(e) => {
                 warn!(source = %source.name, backup = %id, repository = %repo, error = %e, "restore from this repository failed; trying the next one");

@@ -150,12 +150,6 @@ pub async fn verify_one(
             return result;
         }
     };
-    if manifest.stored.sha256 != cached.stored.sha256 {
-        result.problems.push(format!(
-            "backup {source}/{id} in repository {repo}: manifest changed since it was catalogued: expected sha256 {}, manifest now says {}",
-            cached.stored.sha256, manifest.stored.sha256
-        ));
-    }
     result.expected_sha256 = manifest.stored.sha256.clone();
     let store = match ctx.store(repo) {
         Ok(s) => s,

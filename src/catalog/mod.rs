@@ -65,12 +65,6 @@ pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-fn parse_ts(s: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(s)
-        .map(|t| t.with_timezone(&Utc))
-        .unwrap_or_default()
-}
-
 /// A backup on one repository, as the catalog knows it.
 #[derive(Debug, Clone)]
 pub struct CatalogBackup {
@@ -309,18 +303,5 @@ impl Catalog {
         self.conn()
             .execute_batch("DELETE FROM backups; DELETE FROM verifications;")?;
         Ok(())
-    }
-
-    /// The time of the newest deletion record of a backup, if any (for tests and reports).
-    pub fn deletion_count(&self) -> Result<u64> {
-        let n: i64 = self
-            .conn()
-            .query_row("SELECT COUNT(*) FROM deletions", [], |r| r.get(0))?;
-        Ok(n as u64)
-    }
-
-    /// Parse a stored timestamp.
-    pub fn parse_time(s: &str) -> DateTime<Utc> {
-        parse_ts(s)
     }
 }

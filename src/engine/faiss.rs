@@ -154,10 +154,6 @@ fn set_mode(_: &Path, _: u32) -> Result<()> {
 }
 
 impl Engine for FaissEngine {
-    fn kind(&self) -> &'static str {
-        "faiss"
-    }
-
     fn snapshot(&self, spool: &Spool, now: &dyn Fn() -> DateTime<Utc>) -> Result<Snapshot> {
         let c = copy::copy(&self.cfg.paths, spool, now, self.copy)?;
         let mut counts = Counts::new();

@@ -58,10 +58,6 @@ impl Read for CheckedFile {
 }
 
 impl Engine for FileEngine {
-    fn kind(&self) -> &'static str {
-        "file"
-    }
-
     fn snapshot(&self, _spool: &Spool, now: &dyn Fn() -> DateTime<Utc>) -> Result<Snapshot> {
         let consistency_point = now();
         let file = File::open(&self.path).map_err(|e| {

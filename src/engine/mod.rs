@@ -73,9 +73,6 @@ pub struct RestoreOutcome {
 
 /// A kind of data store.
 pub trait Engine: Send + Sync {
-    /// The kind, as in policies.
-    fn kind(&self) -> &'static str;
-
     /// Take a consistent snapshot (blocking).
     fn snapshot(&self, spool: &spool::Spool, now: &dyn Fn() -> DateTime<Utc>) -> Result<Snapshot>;
 

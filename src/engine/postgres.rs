@@ -505,10 +505,6 @@ impl PostgresEngine {
 }
 
 impl Engine for PostgresEngine {
-    fn kind(&self) -> &'static str {
-        "postgres"
-    }
-
     fn snapshot(&self, _spool: &Spool, now: &dyn Fn() -> DateTime<Utc>) -> Result<Snapshot> {
         let source = self.source()?;
         let handle = Handle::current();

@@ -762,10 +762,6 @@ impl RedisEngine {
 }
 
 impl Engine for RedisEngine {
-    fn kind(&self) -> &'static str {
-        "redis"
-    }
-
     fn snapshot(&self, spool: &Spool, now: &dyn Fn() -> DateTime<Utc>) -> Result<Snapshot> {
         let ep = endpoint(&self.cfg.url, "url")?;
         let password = self.password()?;

@@ -90,10 +90,6 @@ fn sidecar(path: &Path, ext: &str) -> PathBuf {
 }
 
 impl Engine for SqliteEngine {
-    fn kind(&self) -> &'static str {
-        "sqlite"
-    }
-
     fn snapshot(&self, spool: &Spool, now: &dyn Fn() -> DateTime<Utc>) -> Result<Snapshot> {
         let what = format!("sqlite database {}", self.path.display());
         if !self.path.is_file() {

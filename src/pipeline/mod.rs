@@ -22,8 +22,3 @@ pub use write::{DestinationUpload, PipelineTotals, StreamOptions, produce, uploa
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{0}")]
 pub struct IntegrityMismatch(pub String);
-
-/// Lowercase hex of a SHA-256 digest.
-pub fn hex_digest(d: impl AsRef<[u8]>) -> String {
-    hex::encode(d)
-}
