@@ -1,10 +1,10 @@
 //! Shared set-up for the black-box tests: a temporary policy set with one SQLite source
 //! and a local repository, and helpers to drive the real `lifeboat` binary.
 
+pub use crate::util::{sha256_file, stderr, stdout};
 use assert_cmd::Command;
 use rusqlite::Connection;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -127,10 +127,6 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
     }
 }
 
-pub fn sha256_file(p: &Path) -> String {
-    hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
-}
-
 /// Flip one bit of the byte at `offset` (from the middle when `None`).
 pub fn flip_byte(p: &Path, offset: Option<usize>) {
     let mut bytes = std::fs::read(p).unwrap();
@@ -174,12 +170,4 @@ pub fn integrity_ok(path: &Path) -> bool {
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
     s == "ok"
-}
-
-pub fn stdout(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-pub fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }

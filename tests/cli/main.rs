@@ -7,3 +7,5 @@ mod crash;
 mod policy;
 mod prune;
 mod quickstart;
+#[path = "../support/util.rs"]
+mod util;

@@ -1,5 +1,8 @@
 //! A policy set with a `stream` source (a file or FIFO) and chosen repositories.
 
+// Included by several test crates, not all of which use every helper.
+#[allow(unused_imports)]
+pub use crate::util::{local_repo, s3_repo, stderr, stdout};
 use assert_cmd::Command;
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -33,16 +36,6 @@ pub fn env(repos: &[(&str, String)]) -> Env {
         policies,
         input,
     }
-}
-
-pub fn s3_repo(endpoint: &str, bucket: &str) -> String {
-    format!(
-        "url = \"s3://{bucket}/backups\"\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\npath-style = true\npart-size = \"5MiB\"\nread-timeout = \"3s\""
-    )
-}
-
-pub fn local_repo(dir: &Path) -> String {
-    format!("url = \"file://{}\"\npart-size = \"1MiB\"", dir.display())
 }
 
 impl Env {
@@ -92,12 +85,4 @@ pub fn fifo_once(path: &Path, data: Vec<u8>) -> std::thread::JoinHandle<()> {
         let mut f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.write_all(&data).unwrap();
     })
-}
-
-pub fn stdout(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-pub fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }

@@ -7,6 +7,8 @@ mod azurite;
 mod moto;
 #[path = "../support/proxy.rs"]
 mod proxy;
+#[path = "../support/util.rs"]
+mod util;
 
 mod common;
 mod doctor;

@@ -5,17 +5,6 @@ use crate::common::*;
 use crate::proxy::{Mode, Proxy};
 use crate::{azurite, moto};
 
-fn files_under(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            files_under(&p, out);
-        } else {
-            out.push(p);
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_aws_secret_key_and_the_azure_key_appear_nowhere() {
     let secret = std::env::var("AWS_SECRET_ACCESS_KEY")
@@ -62,9 +51,8 @@ async fn the_aws_secret_key_and_the_azure_key_appear_nowhere() {
             assert!(!o.contains(s), "a secret leaked into output:\n{o}");
         }
     }
-    let mut files = Vec::new();
-    files_under(local_dir.path(), &mut files);
-    files_under(&env.policies.join(".lifeboat"), &mut files);
+    let mut files = crate::util::files_under(local_dir.path());
+    files.extend(crate::util::files_under(&env.policies.join(".lifeboat")));
     assert!(files.len() > 3, "{files:?}");
     for f in files {
         let bytes = std::fs::read(&f).unwrap();
@@ -134,8 +122,7 @@ async fn the_azure_sas_signature_appears_nowhere() {
             assert!(!o.contains(s.as_str()), "the SAS signature leaked:\n{o}");
         }
     }
-    let mut files = Vec::new();
-    files_under(&env.policies.join(".lifeboat"), &mut files);
+    let files = crate::util::files_under(&env.policies.join(".lifeboat"));
     for f in files {
         let bytes = std::fs::read(&f).unwrap();
         assert!(

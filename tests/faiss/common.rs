@@ -1,9 +1,9 @@
 //! A policy set with FAISS sources over real index files written by faiss-cpu
 //! (tests/fixtures/make_faiss.py), and helpers to drive the real `lifeboat` binary.
 
+pub use crate::util::{sha256_file, stderr, stdout};
 use assert_cmd::Command;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Output;
 
@@ -178,16 +178,4 @@ pub fn manifests_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
-}
-
-pub fn sha256_file(p: &Path) -> String {
-    hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
-}
-
-pub fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }

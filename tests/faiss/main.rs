@@ -2,6 +2,8 @@
 //! (tests/fixtures/make_faiss.py with the Python in `LIFEBOAT_TEST_PYTHON`), the real
 //! `lifeboat` binary, a local repository and S3 (moto, started by scripts/test.sh).
 
+#[path = "../support/util.rs"]
+mod util;
 // tests/cloud/common.rs names the Azurite account key; only its S3 and local helpers
 // are used here.
 #[path = "../support/azurite.rs"]

@@ -8,6 +8,8 @@ mod common;
 mod moto;
 #[path = "../support/postgres.rs"]
 mod pg;
+#[path = "../support/util.rs"]
+mod util;
 
 // The shared policy helpers refer to Azurite's constants.
 #[path = "../support/azurite.rs"]

@@ -1,9 +1,10 @@
 //! A policy set with redis sources and chosen repositories, and helpers to drive the
 //! real `lifeboat` binary.
 
+pub use crate::util::{files_under, local_repo, s3_repo, stderr, stdout};
 use assert_cmd::Command;
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -39,16 +40,6 @@ pub fn env(repos: &[(&str, String)], sources: &[Source<'_>]) -> Env {
     }
     std::fs::write(policies.join("lifeboat.toml"), text).unwrap();
     Env { dir, policies }
-}
-
-pub fn local_repo(dir: &Path) -> String {
-    format!("url = \"file://{}\"\npart-size = \"1MiB\"", dir.display())
-}
-
-pub fn s3_repo(endpoint: &str, bucket: &str) -> String {
-    format!(
-        "url = \"s3://{bucket}/backups\"\nregion = \"us-east-1\"\nendpoint = \"{endpoint}\"\npath-style = true\npart-size = \"5MiB\""
-    )
 }
 
 impl Env {
@@ -108,29 +99,4 @@ pub fn counts(v: &Value) -> std::collections::BTreeMap<String, u64> {
         .iter()
         .map(|(k, n)| (k.clone(), n.as_u64().unwrap()))
         .collect()
-}
-
-/// Every file under `dir`, recursively.
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(files_under(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
-}
-
-pub fn stdout(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-pub fn stderr(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }

@@ -6,6 +6,8 @@
 mod moto;
 #[path = "../support/redis.rs"]
 mod redis_server;
+#[path = "../support/util.rs"]
+mod util;
 
 mod common;
 
