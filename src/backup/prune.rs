@@ -49,6 +49,8 @@ pub struct PrunePlan {
     pub deleted: usize,
     /// Unfinished uploads removed.
     pub incomplete_uploads_removed: usize,
+    /// What deleted backups kept outside the repositories (RDS snapshots), now deleted.
+    pub external_deleted: Vec<String>,
 }
 
 /// Plan, show (through the returned report) and, unless `dry_run`, execute.
@@ -121,6 +123,7 @@ pub async fn prune(ctx: &Context, sources: &[String], dry_run: bool) -> Result<P
         items,
         deleted: 0,
         incomplete_uploads_removed: 0,
+        external_deleted: Vec::new(),
     };
     // A dry run goes through the same steps, safety check included, against stores
     // whose writes and deletes are recorded and not done.
@@ -158,6 +161,14 @@ pub async fn prune(ctx: &Context, sources: &[String], dry_run: bool) -> Result<P
             continue;
         }
         if item.committed {
+            // The manifest is read before the catalog forgets it: its engine details
+            // name what the backup keeps outside the repository.
+            let details = ctx
+                .catalog
+                .backups(Some(&item.source), Some(&item.repository))?
+                .into_iter()
+                .find(|b| b.manifest.backup_id == item.backup_id)
+                .map(|b| b.manifest.engine);
             ctx.catalog.remove_backup(
                 &item.repository,
                 &item.source,
@@ -166,8 +177,35 @@ pub async fn prune(ctx: &Context, sources: &[String], dry_run: bool) -> Result<P
                 &item.reasons.join("; "),
             )?;
             plan.deleted += 1;
+            let still_held = ctx
+                .catalog
+                .backups(Some(&item.source), None)?
+                .iter()
+                .any(|b| b.manifest.backup_id == item.backup_id);
+            if let (false, Some(details)) = (still_held, details) {
+                plan.external_deleted
+                    .extend(delete_external(ctx, &item.source, &item.backup_id, details).await?);
+            }
         }
         info!(source = %item.source, repository = %item.repository, backup = %item.backup_id, reason = %item.reasons.join("; "), "deleted");
+    }
+    // Snapshots of runs that never committed, once they cannot belong to a run still
+    // going on another host.
+    if !dry_run {
+        for name in &names {
+            let src = ctx.policies.source(name)?;
+            let held: std::collections::BTreeSet<String> = ctx
+                .catalog
+                .backups(Some(name), None)?
+                .into_iter()
+                .map(|b| b.manifest.backup_id)
+                .collect();
+            let engine = crate::engine::for_source(src);
+            let swept = super::blocking(move || engine.sweep_external(&held, grace))
+                .await
+                .map_err(|e| e.context(format!("source {name}")))?;
+            plan.external_deleted.extend(swept);
+        }
     }
     let mut repos: Vec<&String> = names
         .iter()
@@ -180,6 +218,22 @@ pub async fn prune(ctx: &Context, sources: &[String], dry_run: bool) -> Result<P
         plan.incomplete_uploads_removed += store(repo)?.cleanup_incomplete(grace).await?;
     }
     Ok(plan)
+}
+
+/// Delete what a backup kept outside the repositories, once the last repository has
+/// forgotten it (the manifests are gone first, so nothing points at a missing snapshot).
+async fn delete_external(
+    ctx: &Context,
+    source: &str,
+    backup_id: &str,
+    details: serde_json::Value,
+) -> Result<Vec<String>> {
+    let src = ctx.policies.source(source)?;
+    let engine = crate::engine::for_source(src);
+    let id = backup_id.to_string();
+    super::blocking(move || engine.delete_external(&id, &details))
+        .await
+        .map_err(|e| e.context(format!("backup {source}/{backup_id}")))
 }
 
 /// The start time encoded in a backup id.

@@ -150,7 +150,8 @@ async fn run(
     let clock = ctx.clock.clone();
     let snap = {
         let engine = engine.clone();
-        blocking(move || engine.snapshot(&spool, &|| clock.now()))
+        let id = id.to_string();
+        blocking(move || engine.snapshot_as(&id, &spool, &|| clock.now()))
             .await
             .map_err(|e| e.context(format!("source {}", source.name)))?
     };

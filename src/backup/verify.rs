@@ -170,6 +170,19 @@ pub async fn verify_one(
             return result;
         }
     }
+    // What the backup keeps outside the repository (an RDS snapshot and its copies)
+    // must exist too, or the backup cannot be restored.
+    if let Ok(src) = ctx.policies.source(source) {
+        let engine = crate::engine::for_source(src);
+        let details = manifest.engine.clone();
+        match blocking(move || Ok(engine.verify_external(&details))).await {
+            Ok(p) => result.problems.extend(
+                p.into_iter()
+                    .map(|p| format!("backup {source}/{id} in repository {repo}: {p}")),
+            ),
+            Err(e) => result.problems.push(e.to_string()),
+        }
+    }
     if let Some(percent) = sample {
         let problems = verify_sample(&store, &key, &manifest, percent).await;
         result.problems.extend(problems);

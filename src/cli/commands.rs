@@ -232,6 +232,7 @@ pub async fn list(g: &Global, ctx: &Context, source: Option<String>) -> anyhow::
                     "stored-size": m.stored.size,
                     "stored-sha256": m.stored.sha256,
                     "counts": m.counts,
+                    "engine": m.engine,
                     "keep-until": m.keep_until,
                     "verified": b.verified(),
                     "last-verification": b.last_verify,
@@ -369,6 +370,9 @@ pub async fn prune(
             "deleted {} backup(s), {} leftover(s) of unfinished uploads",
             plan.deleted, plan.incomplete_uploads_removed
         );
+        for e in &plan.external_deleted {
+            println!("deleted {e}");
+        }
     }
     Ok(0)
 }

@@ -7,6 +7,7 @@ pub mod faiss;
 pub mod file;
 pub mod postgres;
 mod rdb;
+pub mod rds;
 pub mod redis;
 pub mod spool;
 pub mod sqlite;
@@ -76,6 +77,34 @@ pub trait Engine: Send + Sync {
     /// Take a consistent snapshot (blocking).
     fn snapshot(&self, spool: &spool::Spool, now: &dyn Fn() -> DateTime<Utc>) -> Result<Snapshot>;
 
+    /// Take a consistent snapshot for backup `backup_id` (blocking). Engines whose
+    /// snapshot lives outside the repository (RDS) name and tag it after the backup.
+    fn snapshot_as(
+        &self,
+        _backup_id: &str,
+        spool: &spool::Spool,
+        now: &dyn Fn() -> DateTime<Utc>,
+    ) -> Result<Snapshot> {
+        self.snapshot(spool, now)
+    }
+
+    /// Check what a backup keeps outside the repository (an RDS snapshot and its
+    /// copies), given the manifest's engine details: the problems found, none when all
+    /// is there. Part of `verify` (blocking).
+    fn verify_external(&self, _details: &serde_json::Value) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Delete what backup `backup_id` keeps outside the repository, once no repository
+    /// holds the backup any more; returns what was deleted (blocking).
+    fn delete_external(
+        &self,
+        _backup_id: &str,
+        _details: &serde_json::Value,
+    ) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// Fail unless `target` may be restored into: it must be empty or absent unless
     /// `force` is set. Called before any byte is fetched.
     fn check_target(&self, target: &str, force: bool) -> Result<()>;
@@ -100,6 +129,18 @@ pub trait Engine: Send + Sync {
         counts::compare(expected, actual)
     }
 
+    /// Delete what backups of this source left outside the repositories although no
+    /// repository holds them (a run that failed after its snapshot was made), when
+    /// made before `before`; `held` is every backup id the repositories hold. Returns
+    /// what was deleted (blocking).
+    fn sweep_external(
+        &self,
+        _held: &std::collections::BTreeSet<String>,
+        _before: DateTime<Utc>,
+    ) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
+
     /// Checks for `lifeboat doctor` (tools present, versions, reachability), changing
     /// nothing.
     fn checks(&self) -> Vec<crate::storage::Check> {
@@ -115,6 +156,7 @@ pub fn for_source(source: &Source) -> Box<dyn Engine> {
         SourceConfig::Postgres(cfg) => Box::new(postgres::PostgresEngine::new(cfg.clone())),
         SourceConfig::Redis(cfg) => Box::new(redis::RedisEngine::new(cfg.clone())),
         SourceConfig::Faiss(cfg) => Box::new(faiss::FaissEngine::new(cfg.clone())),
+        SourceConfig::Rds(cfg) => Box::new(rds::RdsEngine::new(source.name.clone(), cfg.clone())),
     }
 }
 

@@ -341,6 +341,19 @@ async fn count_rows(client: &Client, only: Option<&[String]>) -> Result<Counts> 
     Ok(out)
 }
 
+/// Read a freshness query's value from a live database, outside any snapshot (RDS:
+/// right after the instance's snapshot completed).
+pub(crate) async fn read_freshness(
+    url: &str,
+    password: Option<String>,
+    root_cert: Option<PathBuf>,
+    sql: &str,
+) -> Result<Option<DateTime<Utc>>> {
+    let target = Target::parse(url, password, root_cert)?;
+    let client = target.connect().await?;
+    freshness(&client, sql).await
+}
+
 /// Run the freshness query; its single value is a timestamp.
 async fn freshness(client: &Client, sql: &str) -> Result<Option<DateTime<Utc>>> {
     let row = client

@@ -14,7 +14,8 @@ use chrono::Duration;
 use fields::Fields;
 pub use schedule::Schedule;
 pub use sources::{
-    FaissConfig, PostgresConfig, RedisConfig, RedisMode, RedisRestore, SecretRef, Tolerance,
+    FaissConfig, PostgresConfig, RdsConfig, RdsCopy, RdsFreshness, RedisConfig, RedisMode,
+    RedisRestore, SecretRef, Tolerance,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -239,6 +240,8 @@ pub enum SourceConfig {
     Redis(RedisConfig),
     /// FAISS index files.
     Faiss(FaissConfig),
+    /// An RDS DB instance, backed up as manual snapshots (copied to other regions).
+    Rds(RdsConfig),
 }
 
 impl SourceConfig {
@@ -250,6 +253,7 @@ impl SourceConfig {
             SourceConfig::Postgres(_) => "postgres",
             SourceConfig::Redis(_) => "redis",
             SourceConfig::Faiss(_) => "faiss",
+            SourceConfig::Rds(_) => "rds",
         }
     }
 }
@@ -273,7 +277,7 @@ pub struct Source {
     pub file: PathBuf,
 }
 
-const KINDS: &[&str] = &["sqlite", "file", "postgres", "redis", "faiss"];
+const KINDS: &[&str] = &["sqlite", "file", "postgres", "redis", "faiss", "rds"];
 const SOURCE_KEYS: &[&str] = &[
     "kind",
     "description",
@@ -885,6 +889,10 @@ fn read_source(
             allowed.extend_from_slice(sources::FAISS_KEYS);
             sources::read_faiss(errs, &mut f, base).map(SourceConfig::Faiss)
         }
+        Some("rds") => {
+            allowed.extend_from_slice(sources::RDS_KEYS);
+            sources::read_rds(errs, &mut f, base).map(SourceConfig::Rds)
+        }
         Some(other) => {
             f.error(
                 errs,
@@ -969,6 +977,68 @@ mod tests {
         let app = &set.sources["app"];
         assert_eq!(app.retention.keep_last, Some(3));
         assert_eq!(app.rpo, Some(Duration::hours(1)));
+    }
+
+    #[test]
+    fn an_rds_source_with_copies_and_freshness() {
+        let set = check(
+            r#"
+            [repositories.local]
+            url = "file:./repo"
+            [sources.db]
+            kind = "rds"
+            instance = "bizra-prod"
+            region = "us-east-1"
+            copy-to-regions = [{ region = "us-west-2", kms-key-id = "alias/lifeboat" }]
+            freshness = { url = "postgres://app@db.example:5432/app", password-env = "PGPW", query = "SELECT max(created_at) FROM tasks" }
+            destinations = ["local"]
+            "#,
+        )
+        .unwrap();
+        let SourceConfig::Rds(cfg) = &set.sources["db"].config else {
+            panic!("not rds")
+        };
+        assert_eq!(cfg.instance, "bizra-prod");
+        assert_eq!(
+            cfg.copies,
+            vec![RdsCopy {
+                region: "us-west-2".into(),
+                kms_key_id: Some("alias/lifeboat".into())
+            }]
+        );
+        let f = cfg.freshness.as_ref().unwrap();
+        assert_eq!(f.password, SecretRef::Env("PGPW".into()));
+        assert_eq!(cfg.wait_timeout, std::time::Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn rds_mistakes_name_the_field_and_the_fix() {
+        let errs = check(
+            r#"
+            [repositories.local]
+            url = "file:./repo"
+            [sources.db]
+            kind = "rds"
+            instance = "bizra_prod"
+            region = "us-east-1"
+            copy-to-regions = [{ region = "us-east-1" }, { region = "west" }, { regoin = "x" }]
+            freshness = { url = "postgres://app:hunter2@db/app", query = "SELECT 1" }
+            destinations = ["local"]
+            "#,
+        )
+        .unwrap_err();
+        let text = errs.to_string();
+        assert!(!text.contains("hunter2"), "{text}");
+        for want in [
+            "sources.db.instance: `bizra_prod` is not a DB instance identifier",
+            "sources.db.copy-to-regions[0].region: `us-east-1` is the instance's own region",
+            "sources.db.copy-to-regions[1].region: `west` is not a region name",
+            "sources.db.copy-to-regions[2].regoin: unknown key (did you mean `region`?",
+            "sources.db.copy-to-regions[2].region: missing",
+            "sources.db.freshness.url: holds a password",
+        ] {
+            assert!(text.contains(want), "missing `{want}` in:\n{text}");
+        }
     }
 
     #[test]

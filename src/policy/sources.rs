@@ -360,3 +360,179 @@ pub(crate) fn read_faiss(
         post_restore_timeout,
     })
 }
+
+/// A copy of every snapshot of an RDS source into another region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RdsCopy {
+    /// The region the copy lives in (e.g. the DR region).
+    pub region: String,
+    /// KMS key the copy is re-encrypted with (required by RDS for encrypted snapshots
+    /// copied across regions, since KMS keys are regional).
+    pub kms_key_id: Option<String>,
+}
+
+/// The instance whose freshness is read right after a snapshot completes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RdsFreshness {
+    /// `postgres://user@host:port/dbname`, without a password.
+    pub url: String,
+    /// The password, if not from `.pgpass`.
+    pub password: SecretRef,
+    /// A query returning one timestamp.
+    pub query: String,
+    /// CA certificates (PEM) that sign the server's certificate (the RDS bundle).
+    pub ssl_root_cert: Option<PathBuf>,
+}
+
+/// An RDS DB instance, backed up as manual snapshots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RdsConfig {
+    /// The DB instance identifier.
+    pub instance: String,
+    /// The instance's region (default: the standard AWS chain).
+    pub region: Option<String>,
+    /// Endpoint URL of the RDS API (VPC endpoints, test servers); default: AWS's.
+    pub endpoint: Option<String>,
+    /// Regions every snapshot is copied to.
+    pub copies: Vec<RdsCopy>,
+    /// How long to wait for a snapshot (or a copy) to become available.
+    pub wait_timeout: std::time::Duration,
+    /// Freshness read from the instance after the snapshot (an approximate count).
+    pub freshness: Option<RdsFreshness>,
+}
+
+pub(crate) const RDS_KEYS: &[&str] = &[
+    "instance",
+    "region",
+    "endpoint",
+    "copy-to-regions",
+    "wait-timeout",
+    "freshness",
+];
+
+/// An AWS region name as AWS spells them (`us-west-2`, `eu-central-1`).
+fn is_region(r: &str) -> bool {
+    let parts: Vec<&str> = r.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+}
+
+pub(crate) fn read_rds(
+    errs: &mut Vec<PolicyError>,
+    f: &mut Fields<'_>,
+    base: &Path,
+) -> Option<RdsConfig> {
+    let n = errs.len();
+    let instance = f.req_str(errs, "instance", "instance = \"DB-INSTANCE-IDENTIFIER\"");
+    // RDS identifiers: 1-63 letters, digits and hyphens, starting with a letter.
+    if let Some(i) = instance
+        && !(i.len() <= 63
+            && i.starts_with(|c: char| c.is_ascii_alphabetic())
+            && i.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+            && !i.ends_with('-')
+            && !i.contains("--"))
+    {
+        f.error(
+            errs,
+            "instance",
+            format!("`{i}` is not a DB instance identifier (1-63 letters, digits and single hyphens, starting with a letter)"),
+        );
+    }
+    let region = f.opt_str(errs, "region").map(str::to_string);
+    if let Some(r) = &region
+        && !is_region(r)
+    {
+        f.error(
+            errs,
+            "region",
+            format!("`{r}` is not a region name (e.g. \"us-east-1\")"),
+        );
+    }
+    let endpoint = super::http_url(errs, f, "endpoint");
+    let mut copies: Vec<RdsCopy> = Vec::new();
+    match f.opt_value("copy-to-regions") {
+        None => {}
+        Some(toml::Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                let key = format!("copy-to-regions[{i}]");
+                let Some(t) = item.as_table() else {
+                    f.error(errs, &key, "expected a table, e.g. { region = \"us-west-2\", kms-key-id = \"alias/lifeboat\" }");
+                    continue;
+                };
+                let mut cf = Fields::new(f.file(), f.path(&key), t);
+                let r = cf.req_str(errs, "region", "region = \"us-west-2\"");
+                let kms_key_id = cf.opt_str(errs, "kms-key-id").map(str::to_string);
+                cf.finish(errs, &["region", "kms-key-id"]);
+                let Some(r) = r else { continue };
+                if !is_region(r) {
+                    f.error(errs, &format!("{key}.region"), format!("`{r}` is not a region name (e.g. \"us-west-2\")"));
+                } else if region.as_deref() == Some(r) {
+                    f.error(errs, &format!("{key}.region"), format!("`{r}` is the instance's own region: a copy protects only in another region"));
+                } else if copies.iter().any(|c| c.region == r) {
+                    f.error(errs, &format!("{key}.region"), format!("`{r}` is listed twice"));
+                } else {
+                    copies.push(RdsCopy {
+                        region: r.to_string(),
+                        kms_key_id,
+                    });
+                }
+            }
+        }
+        Some(other) => f.error(
+            errs,
+            "copy-to-regions",
+            format!("expected a list of tables, found `{other}` (write copy-to-regions = [{{ region = \"us-west-2\" }}])"),
+        ),
+    }
+    let wait_timeout = f
+        .opt_duration(errs, "wait-timeout")
+        .and_then(|d| d.to_std().ok())
+        .unwrap_or(std::time::Duration::from_secs(2 * 3600));
+    let freshness = f.opt_table(errs, "freshness").and_then(|t| {
+        let mut ff = Fields::new(f.file(), f.path("freshness"), t);
+        let url = url_without_password(
+            errs,
+            &mut ff,
+            &["postgres", "postgresql"],
+            "url = \"postgres://USER@INSTANCE-ENDPOINT:5432/DBNAME\"",
+        );
+        let password = secret(errs, &mut ff, base);
+        let query = ff.req_str(
+            errs,
+            "query",
+            "query = \"SELECT max(created_at) FROM orders\"",
+        );
+        let ssl_root_cert = ff.opt_str(errs, "ssl-root-cert").map(|p| base.join(p));
+        ff.finish(
+            errs,
+            &[
+                "url",
+                "password-env",
+                "password-file",
+                "query",
+                "ssl-root-cert",
+            ],
+        );
+        Some(RdsFreshness {
+            url: url?,
+            password,
+            query: query?.to_string(),
+            ssl_root_cert,
+        })
+    });
+    (errs.len() == n).then(|| RdsConfig {
+        instance: instance.unwrap_or_default().to_string(),
+        region,
+        endpoint,
+        copies,
+        wait_timeout,
+        freshness,
+    })
+}
