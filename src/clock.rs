@@ -24,3 +24,28 @@ impl Clock for SystemClock {
         Utc::now()
     }
 }
+
+/// A clock that follows tokio's timer from a given instant: with tokio's time paused
+/// (tests), sleeping advances it, so schedules over days run in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct TokioClock {
+    origin: DateTime<Utc>,
+    start: tokio::time::Instant,
+}
+
+impl TokioClock {
+    /// A clock that reads `origin` now.
+    pub fn starting_at(origin: DateTime<Utc>) -> Self {
+        TokioClock {
+            origin,
+            start: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    fn now(&self) -> DateTime<Utc> {
+        let elapsed = tokio::time::Instant::now() - self.start;
+        self.origin + chrono::Duration::from_std(elapsed).unwrap_or_default()
+    }
+}

@@ -7,6 +7,7 @@
 //!          -> storage (one upload per destination) -> manifest (written last) -> catalog
 //! restore: catalog/manifest -> storage -> pipeline reversed (every chunk hash checked
 //!          before the engine sees it) -> engine restore into staging -> counts compared -> swap
+//! schedule: policy -> scheduler (next run, catch-up, lease per source) -> backup -> prune
 //! ```
 //!
 //! Storage holds the truth (manifests and verification results); the catalog is a
@@ -23,6 +24,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod progress;
 pub mod quickstart;
+pub mod scheduler;
 pub mod storage;
 
 pub use error::{Error, ErrorKind, Result};

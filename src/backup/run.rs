@@ -13,7 +13,9 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::io::Read;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 
@@ -22,6 +24,28 @@ use tracing::{info, warn};
 pub struct BackupOptions {
     /// Show what would be done; read and write nothing.
     pub dry_run: bool,
+    /// Set to stop the run (shutdown, lost lease): reading fails, every upload is
+    /// aborted, and nothing is committed.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+/// A reader that fails once its flag is set, so that a cancelled backup unwinds
+/// through the pipeline's ordinary error path (uploads aborted, no manifest).
+struct Cancellable {
+    inner: Box<dyn Read + Send>,
+    flag: Arc<AtomicBool>,
+}
+
+impl Read for Cancellable {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.flag.load(Ordering::SeqCst) {
+            // Not `Interrupted`: readers retry that kind.
+            return Err(std::io::Error::other(
+                "backup cancelled (shutdown or lost lease); nothing committed",
+            ));
+        }
+        self.inner.read(buf)
+    }
 }
 
 /// Outcome on one destination.
@@ -110,7 +134,7 @@ pub async fn backup(ctx: &Context, source: &Source, opts: &BackupOptions) -> Res
     if opts.dry_run {
         return Ok(report);
     }
-    let result = run(ctx, source, &id, started, &mut report).await;
+    let result = run(ctx, source, &id, started, opts, &mut report).await;
     report.finished_at = ctx.clock.now();
     let (status, detail) = match (&result, report.failure()) {
         (Err(e), _) => ("failed", e.to_string()),
@@ -143,6 +167,7 @@ async fn run(
     source: &Source,
     id: &str,
     started: DateTime<Utc>,
+    opts_in: &BackupOptions,
     report: &mut BackupReport,
 ) -> Result<()> {
     let engine: Arc<dyn engine::Engine> = Arc::from(engine::for_source(source));
@@ -224,7 +249,13 @@ async fn run(
     let progress: Option<Box<dyn Fn(u64) + Send>> = bar
         .clone()
         .map(|b| Box::new(move |n: u64| b.set_position(n)) as Box<dyn Fn(u64) + Send>);
-    let reader = snap.reader;
+    let reader: Box<dyn Read + Send> = match &opts_in.cancel {
+        Some(flag) => Box::new(Cancellable {
+            inner: snap.reader,
+            flag: flag.clone(),
+        }),
+        None => snap.reader,
+    };
     let produced = blocking(move || pipeline::produce(reader, senders, opts, progress)).await;
     if let Some(b) = &bar {
         b.finish_and_clear();

@@ -136,7 +136,16 @@ pub async fn backup(
     let mut errors = Vec::new();
     for name in &names {
         let source = ctx.policies.source(name)?;
-        match run::backup(ctx, source, &BackupOptions { dry_run }).await {
+        match run::backup(
+            ctx,
+            source,
+            &BackupOptions {
+                dry_run,
+                ..BackupOptions::default()
+            },
+        )
+        .await
+        {
             Ok(r) => {
                 if let Some(e) = run::report_error(&r) {
                     worst = worse(worst, e.kind());
@@ -493,5 +502,151 @@ pub async fn compare(
             r.counts.mismatches().join("; ")
         );
         Ok(ErrorKind::Integrity.exit_code())
+    }
+}
+
+/// The start of each source's newest committed backup, from the catalog.
+fn newest_starts(
+    ctx: &Context,
+) -> anyhow::Result<std::collections::BTreeMap<String, chrono::DateTime<chrono::Utc>>> {
+    let mut out = std::collections::BTreeMap::new();
+    for name in ctx.policies.sources.keys() {
+        if let Some(b) = ctx.catalog.backups(Some(name), None)?.first() {
+            out.insert(name.clone(), b.manifest.started_at);
+        }
+    }
+    Ok(out)
+}
+
+pub async fn schedule(
+    g: &Global,
+    once: bool,
+    max_concurrent: Option<usize>,
+) -> anyhow::Result<i32> {
+    use lifeboat::scheduler::{self, Control, Daemon, RunResult, job::BackupJob, lease};
+    let path = g.policies_path()?;
+    let ctx = std::sync::Arc::new(g.context().await?);
+    if let Some(0) = max_concurrent {
+        return Err(Error::bad_input("--max-concurrent 0: give at least 1").into());
+    }
+    // Catch-up decisions need the repositories' view, not only this host's catalog.
+    let names: Vec<String> = ctx.policies.sources.keys().cloned().collect();
+    let rec = reconcile::reconcile_sources(&ctx, &names).await?;
+    for u in &rec.unreachable {
+        tracing::warn!(repository = %u, "unreachable at start: its backups are not counted for catch-up");
+    }
+    let newest = newest_starts(&ctx)?;
+    let plans = scheduler::plans(&ctx.policies);
+    let daemon = Daemon {
+        clock: ctx.clock.clone(),
+        max_concurrent: max_concurrent.unwrap_or(ctx.policies.scheduler.max_concurrent),
+        grace: ctx
+            .policies
+            .scheduler
+            .grace_period
+            .to_std()
+            .unwrap_or_default(),
+    };
+    let job = std::sync::Arc::new(BackupJob::new(ctx.clone(), lease::holder_id()));
+    if once {
+        let outcomes = daemon.run_once(job, &plans, &newest).await;
+        if g.json {
+            print_json(&outcomes);
+        } else if outcomes.is_empty() {
+            println!("nothing due");
+        } else {
+            for o in &outcomes {
+                println!(
+                    "{:<10} {:<16} {} {}",
+                    o.result.as_str(),
+                    o.source,
+                    o.backup_id.as_deref().unwrap_or("-"),
+                    o.detail
+                );
+            }
+        }
+        let worst = outcomes
+            .iter()
+            .filter_map(|o| match o.result {
+                RunResult::Success | RunResult::Skipped => None,
+                RunResult::Partial => Some(ErrorKind::Partial),
+                RunResult::Locked => Some(ErrorKind::Locked),
+                RunResult::Failed | RunResult::Cancelled => Some(ErrorKind::RunFailed),
+            })
+            .fold(None, worse);
+        return Ok(worst.map_or(0, |k| k.exit_code()));
+    }
+
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let signals = {
+        let job = job.clone();
+        let g_policies = path.clone();
+        let reload_ctx = ReloadContext::of(g);
+        tokio::spawn(async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::hangup()),
+            ) else {
+                tracing::error!("cannot install signal handlers");
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = term.recv() => { let _ = tx.send(Control::Shutdown).await; return; }
+                    _ = int.recv() => { let _ = tx.send(Control::Shutdown).await; return; }
+                    _ = hup.recv() => {
+                        match reload_ctx.load(&g_policies).await {
+                            Ok(ctx) => {
+                                let plans = scheduler::plans(&ctx.policies);
+                                job.replace(std::sync::Arc::new(ctx));
+                                let _ = tx.send(Control::Reload(plans)).await;
+                            }
+                            Err(e) => tracing::error!(error = %format!("{e:#}"), "reload refused: keeping the previous policy set"),
+                        }
+                    }
+                }
+            }
+        })
+    };
+    let outcomes = daemon.run(job, plans, &newest, rx).await;
+    signals.abort();
+    if g.json {
+        print_json(&outcomes);
+    }
+    Ok(0)
+}
+
+/// What a reload needs to build a new context (the daemon's own flags).
+struct ReloadContext {
+    catalog: Option<std::path::PathBuf>,
+    spool_dir: Option<std::path::PathBuf>,
+    quiet: bool,
+    json: bool,
+}
+
+impl ReloadContext {
+    fn of(g: &Global) -> Self {
+        ReloadContext {
+            catalog: g.catalog.clone(),
+            spool_dir: g.spool_dir.clone(),
+            quiet: g.quiet,
+            json: g.json,
+        }
+    }
+
+    /// Validate the policy set at `path` and build its context.
+    async fn load(&self, path: &std::path::Path) -> anyhow::Result<Context> {
+        let g = Global {
+            policies: Some(path.to_path_buf()),
+            catalog: self.catalog.clone(),
+            spool_dir: self.spool_dir.clone(),
+            json: self.json,
+            verbose: 0,
+            quiet: self.quiet,
+        };
+        let set = lifeboat::policy::PolicySet::load(path)?;
+        g.context_of(set).await
     }
 }

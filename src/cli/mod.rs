@@ -125,6 +125,15 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Run the backup schedule of every source as a daemon (or, with --once, what is due now)
+    Schedule {
+        /// Run what is due now and exit (for crontab and Kubernetes CronJobs)
+        #[arg(long)]
+        once: bool,
+        /// Backups at once [default: the policy set's scheduler.max-concurrent, or 2]
+        #[arg(long, value_name = "N")]
+        max_concurrent: Option<usize>,
+    },
     /// Catalog maintenance
     #[command(subcommand)]
     Catalog(CatalogCommand),
@@ -171,6 +180,11 @@ impl Global {
     pub async fn context(&self) -> anyhow::Result<Context> {
         let path = self.policies_path()?;
         let policies = PolicySet::load(&path)?;
+        self.context_of(policies).await
+    }
+
+    /// Open the catalog and build the context of a loaded policy set.
+    pub async fn context_of(&self, policies: PolicySet) -> anyhow::Result<Context> {
         let catalog_path = self
             .catalog
             .clone()
@@ -255,6 +269,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Prune { sources, dry_run } => {
             commands::prune(g, &g.context().await?, sources, dry_run).await
         }
+        Command::Schedule {
+            once,
+            max_concurrent,
+        } => commands::schedule(g, once, max_concurrent).await,
         Command::Catalog(CatalogCommand::Rebuild) => {
             commands::catalog_rebuild(g, &g.context().await?).await
         }

@@ -99,6 +99,31 @@ pub struct PolicySet {
     pub repositories: BTreeMap<String, Repository>,
     /// Sources by name.
     pub sources: BTreeMap<String, Source>,
+    /// Settings of `lifeboat schedule`.
+    pub scheduler: SchedulerConfig,
+}
+
+/// `[scheduler]`: how `lifeboat schedule` runs the matrix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    /// Backups running at once, across sources.
+    pub max_concurrent: usize,
+    /// How long a source's lease lasts unless renewed; a holder that died loses it
+    /// after this long.
+    pub lease_ttl: Duration,
+    /// On SIGTERM, how long running backups may take to finish before their uploads
+    /// are aborted.
+    pub grace_period: Duration,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            max_concurrent: 2,
+            lease_ttl: Duration::minutes(5),
+            grace_period: Duration::minutes(5),
+        }
+    }
 }
 
 /// Object-lock mode of an S3 repository.
@@ -265,8 +290,11 @@ pub struct Source {
     pub name: String,
     /// Engine and connection.
     pub config: SourceConfig,
-    /// When the scheduler backs it up; `None`: on demand only.
+    /// When the scheduler backs it up (in its time zone); `None`: on demand only.
     pub schedule: Option<Schedule>,
+    /// A random delay of up to this much after each scheduled time, so that sources
+    /// (and hosts) sharing a schedule do not all start at once.
+    pub jitter: Option<Duration>,
     /// Recovery point objective.
     pub rpo: Option<Duration>,
     /// Repository names, in order of preference for restores.
@@ -282,6 +310,8 @@ const SOURCE_KEYS: &[&str] = &[
     "kind",
     "description",
     "schedule",
+    "timezone",
+    "jitter",
     "rpo",
     "destinations",
     "retention",
@@ -321,7 +351,8 @@ const STORAGE_CLASSES: &[&str] = &[
     "GLACIER_IR",
 ];
 
-const TOP_KEYS: &[&str] = &["repositories", "sources"];
+const TOP_KEYS: &[&str] = &["repositories", "sources", "scheduler"];
+const SCHEDULER_KEYS: &[&str] = &["max-concurrent", "lease-ttl", "grace-period"];
 
 /// Where a policy set is found when `--policies` is not given.
 pub const POLICIES_ENV: &str = "LIFEBOAT_POLICIES";
@@ -354,7 +385,9 @@ impl PolicySet {
             files: texts.iter().map(|(f, _)| f.clone()).collect(),
             repositories: BTreeMap::new(),
             sources: BTreeMap::new(),
+            scheduler: SchedulerConfig::default(),
         };
+        let mut scheduler_file: Option<PathBuf> = None;
         for (file, text) in texts {
             let table: toml::Table = match toml::from_str(text) {
                 Ok(t) => t,
@@ -434,6 +467,21 @@ impl PolicySet {
                     if let Some(src) = src {
                         set.sources.insert(name.clone(), src);
                     }
+                }
+            }
+            if let Some(t) = top.opt_table(&mut errs, "scheduler") {
+                if let Some(prev) = &scheduler_file {
+                    errs.push(PolicyError::new(
+                        file,
+                        "scheduler",
+                        format!(
+                            "declared again (first in {}); keep one [scheduler] table per set",
+                            prev.display()
+                        ),
+                    ));
+                } else {
+                    scheduler_file = Some(file.clone());
+                    set.scheduler = read_scheduler(&mut errs, file, t);
                 }
             }
             top.finish(&mut errs, TOP_KEYS);
@@ -834,6 +882,33 @@ fn read_source(
                 None
             }
         });
+    let schedule = match f.opt_str(errs, "timezone") {
+        None => schedule,
+        Some(tz) => match tz.parse::<chrono_tz::Tz>() {
+            Ok(tz) => {
+                if schedule.is_none() && t.get("schedule").is_none() {
+                    f.error(errs, "timezone", "given without a schedule (add schedule = \"0 3 * * *\", or remove timezone)");
+                }
+                schedule.map(|s| s.in_timezone(tz))
+            }
+            Err(_) => {
+                f.error(
+                    errs,
+                    "timezone",
+                    format!("`{tz}` is not an IANA time zone name (e.g. \"Europe/Berlin\", \"America/New_York\", \"UTC\")"),
+                );
+                schedule
+            }
+        },
+    };
+    let jitter = f.opt_duration(errs, "jitter");
+    if jitter.is_some() && t.get("schedule").is_none() {
+        f.error(
+            errs,
+            "jitter",
+            "given without a schedule (jitter delays scheduled runs)",
+        );
+    }
     let rpo = f.opt_duration(errs, "rpo");
     let destinations: Vec<String> = match f.str_list(errs, "destinations") {
         Some(d) if d.is_empty() => {
@@ -909,6 +984,7 @@ fn read_source(
             name: name.to_string(),
             config,
             schedule,
+            jitter,
             rpo,
             destinations: destinations.clone(),
             retention,
@@ -917,6 +993,34 @@ fn read_source(
         _ => None,
     };
     (source, destinations)
+}
+
+fn read_scheduler(errs: &mut Vec<PolicyError>, file: &Path, t: &toml::Table) -> SchedulerConfig {
+    let mut f = Fields::new(file, "scheduler", t);
+    let d = SchedulerConfig::default();
+    let max_concurrent = f
+        .opt_u32(errs, "max-concurrent")
+        .map_or(d.max_concurrent, |n| n as usize);
+    if !(1..=64).contains(&max_concurrent) {
+        f.error(errs, "max-concurrent", "must be between 1 and 64");
+    }
+    let lease_ttl = f.opt_duration(errs, "lease-ttl").unwrap_or(d.lease_ttl);
+    if lease_ttl < Duration::seconds(2) {
+        f.error(
+            errs,
+            "lease-ttl",
+            "must be at least 2s (it is renewed every third of it)",
+        );
+    }
+    let grace_period = f
+        .opt_duration(errs, "grace-period")
+        .unwrap_or(d.grace_period);
+    f.finish(errs, SCHEDULER_KEYS);
+    SchedulerConfig {
+        max_concurrent,
+        lease_ttl,
+        grace_period,
+    }
 }
 
 fn read_retention(

@@ -7,8 +7,13 @@
 //! - when both day-of-month and day-of-week are restricted, crontab fires when EITHER
 //!   matches; the crate requires both. Such a schedule is evaluated as two schedules
 //!   whose next times are merged.
+//!
+//! A schedule may name a time zone: its fields are wall-clock times there. A wall time
+//! that a daylight-saving change skips runs once, at the end of the gap; one that the
+//! change repeats runs once, at its first occurrence.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, LocalResult, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
+use chrono_tz::Tz;
 use std::str::FromStr;
 
 /// A parsed schedule.
@@ -16,6 +21,8 @@ use std::str::FromStr;
 pub struct Schedule {
     text: String,
     alternatives: Vec<cron::Schedule>,
+    /// Wall-clock zone of the fields; UTC when `None`.
+    tz: Option<Tz>,
 }
 
 const DAY_NAMES: [&str; 7] = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
@@ -76,7 +83,19 @@ impl Schedule {
         Ok(Schedule {
             text: text.trim().to_string(),
             alternatives,
+            tz: None,
         })
+    }
+
+    /// The same schedule read as wall-clock times in `tz`.
+    pub fn in_timezone(mut self, tz: Tz) -> Schedule {
+        self.tz = Some(tz);
+        self
+    }
+
+    /// The time zone of the fields, if not UTC.
+    pub fn timezone(&self) -> Option<Tz> {
+        self.tz
     }
 
     /// The schedule as written.
@@ -86,14 +105,59 @@ impl Schedule {
 
     /// The first run time strictly after `t`.
     pub fn next_after(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let Some(tz) = self.tz else {
+            return self.wall_next(t);
+        };
+        // Walk wall times (kept as naive times in a UTC carrier) and map each to an
+        // instant; a wall time whose instant is not after `t` (the repeat of an hour
+        // that ran already) is passed over.
+        let mut wall = self.wall_next(carrier(t.with_timezone(&tz).naive_local()))?;
+        for _ in 0..10_000 {
+            let at = instant(tz, wall.naive_utc());
+            if at > t {
+                return Some(at);
+            }
+            wall = self.wall_next(wall)?;
+        }
+        None
+    }
+
+    /// The last run time strictly before `t`.
+    pub fn prev_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let Some(tz) = self.tz else {
+            return self.wall_prev(t);
+        };
+        let local = t.with_timezone(&tz).naive_local();
+        // Near a clock change, start a little after `t`'s wall time: a skipped wall
+        // time maps forward, so its run may lie before `t` although its wall time
+        // lies after.
+        let window = chrono::Duration::hours(4);
+        let offset = |i: DateTime<Utc>| i.with_timezone(&tz).offset().fix();
+        let ahead = if offset(t) == offset(t - window) {
+            chrono::Duration::zero()
+        } else {
+            window
+        };
+        let mut wall = self.wall_prev(carrier(local) + ahead + chrono::Duration::seconds(1))?;
+        for _ in 0..100_000 {
+            let at = instant(tz, wall.naive_utc());
+            // The first occurrence is the run; a repeat after it is not another run.
+            if at < t && self.next_after(at - chrono::Duration::seconds(1)) == Some(at) {
+                return Some(at);
+            }
+            wall = self.wall_prev(wall)?;
+        }
+        None
+    }
+
+    fn wall_next(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.alternatives
             .iter()
             .filter_map(|s| s.after(&t).next())
             .min()
     }
 
-    /// The last run time strictly before `t`.
-    pub fn prev_before(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    fn wall_prev(&self, t: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.alternatives
             .iter()
             .filter_map(|s| s.after(&t).next_back())
@@ -114,6 +178,35 @@ impl Schedule {
             }
         }
         out
+    }
+}
+
+/// A wall time carried as a UTC value, so the cron crate walks wall times.
+fn carrier(local: NaiveDateTime) -> DateTime<Utc> {
+    local.and_utc()
+}
+
+/// The instant of wall time `local` in `tz`: the first occurrence of a repeated time,
+/// and the end of the gap for a skipped one.
+fn instant(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
+    match tz.from_local_datetime(&local) {
+        LocalResult::Single(t) => t.with_timezone(&Utc),
+        LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
+        LocalResult::None => {
+            // Gaps are whole minutes (at most a few hours): the first wall minute that
+            // exists again is where the clock landed.
+            let mut m = local;
+            for _ in 0..(24 * 60) {
+                m += chrono::Duration::minutes(1);
+                let m0 = m.with_second(0).unwrap_or(m);
+                if let LocalResult::Single(t) | LocalResult::Ambiguous(t, _) =
+                    tz.from_local_datetime(&m0)
+                {
+                    return t.with_timezone(&Utc);
+                }
+            }
+            local.and_utc()
+        }
     }
 }
 
@@ -245,6 +338,74 @@ mod tests {
         let t = at(2026, 1, 1, 0, 0);
         assert_eq!(s.next_after(t), Some(t + chrono::Duration::seconds(10)));
         assert_eq!(s.prev_before(t), Some(t - chrono::Duration::seconds(10)));
+    }
+
+    #[test]
+    fn a_wall_time_that_dst_skips_runs_once_at_the_end_of_the_gap() {
+        // Europe/Berlin skips 02:00-03:00 on 2026-03-29 (CET -> CEST).
+        let s = Schedule::parse("30 2 * * *")
+            .unwrap()
+            .in_timezone(chrono_tz::Europe::Berlin);
+        let runs = s.upcoming(at(2026, 3, 27, 12, 0), 4);
+        assert_eq!(
+            runs,
+            vec![
+                at(2026, 3, 28, 1, 30), // 02:30 CET
+                at(2026, 3, 29, 1, 0),  // 02:30 does not exist: 03:00 CEST
+                at(2026, 3, 30, 0, 30), // 02:30 CEST
+                at(2026, 3, 31, 0, 30),
+            ]
+        );
+        assert_eq!(
+            s.prev_before(at(2026, 3, 29, 6, 0)),
+            Some(at(2026, 3, 29, 1, 0))
+        );
+    }
+
+    #[test]
+    fn a_wall_time_that_dst_repeats_runs_once() {
+        // Europe/Berlin repeats 02:00-03:00 on 2026-10-25 (CEST -> CET).
+        let s = Schedule::parse("30 2 * * *")
+            .unwrap()
+            .in_timezone(chrono_tz::Europe::Berlin);
+        let runs = s.upcoming(at(2026, 10, 24, 12, 0), 3);
+        assert_eq!(
+            runs,
+            vec![
+                at(2026, 10, 25, 0, 30), // 02:30 CEST, the first occurrence
+                at(2026, 10, 26, 1, 30), // 02:30 CET the next day; the repeat is not a run
+                at(2026, 10, 27, 1, 30),
+            ]
+        );
+        // Between the first 02:30 and its repeat, the previous run is the first one.
+        assert_eq!(
+            s.prev_before(at(2026, 10, 25, 1, 45)),
+            Some(at(2026, 10, 25, 0, 30))
+        );
+        // An hourly schedule runs the repeated hour once: 02:00 CEST, then 03:00 CET.
+        let h = Schedule::parse("0 * * * *")
+            .unwrap()
+            .in_timezone(chrono_tz::Europe::Berlin);
+        assert_eq!(
+            h.upcoming(at(2026, 10, 24, 23, 30), 3),
+            vec![
+                at(2026, 10, 25, 0, 0),
+                at(2026, 10, 25, 2, 0),
+                at(2026, 10, 25, 3, 0)
+            ]
+        );
+    }
+
+    #[test]
+    fn a_zone_moves_the_wall_time_not_the_weekday_rule() {
+        let s = Schedule::parse("0 3 * * 1")
+            .unwrap()
+            .in_timezone(chrono_tz::Europe::Berlin);
+        // Monday 03:00 CET is Monday 02:00 UTC.
+        assert_eq!(
+            s.next_after(at(2026, 11, 22, 12, 0)),
+            Some(at(2026, 11, 23, 2, 0))
+        );
     }
 
     #[rstest]

@@ -4,7 +4,9 @@
 //! <source>/<backup-id>/data           the stored (compressed) stream
 //! <source>/<backup-id>/manifest.json  written last: the backup exists once it does
 //! <source>/<backup-id>/verify.json    the newest verification result
+//! _leases/<source>/<generation>        who may back the source up now (scheduler)
 //! ```
+//! Source names start with a letter or digit, so `_leases/` never meets a source.
 //! Keys are relative to the repository's root (its URL path or prefix).
 
 use crate::error::{Error, Result};
@@ -40,6 +42,25 @@ pub fn verify_key(source: &str, id: &str) -> String {
 /// The listing prefix of every backup of `source`.
 pub fn source_prefix(source: &str) -> String {
     format!("{source}/")
+}
+
+/// The listing prefix of the lease objects of `source`.
+pub fn lease_prefix(source: &str) -> String {
+    format!("_leases/{source}/")
+}
+
+/// The lease object of generation `generation` of `source`; zero-padded so that keys
+/// sort by generation.
+pub fn lease_key(source: &str, generation: u64) -> String {
+    format!("{}{generation:020}", lease_prefix(source))
+}
+
+/// The generation a lease key names.
+pub fn parse_lease_key(source: &str, key: &str) -> Option<u64> {
+    let rest = key.strip_prefix(&lease_prefix(source))?;
+    (rest.len() == 20 && rest.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| rest.parse().ok())
+        .flatten()
 }
 
 /// A parsed key: (source, backup id, object name).

@@ -1,0 +1,201 @@
+//! What a scheduled run does: take the source's lease, reconcile the catalog with the
+//! repositories, skip if another run already served this scheduled time, back up,
+//! prune after a success, give the lease back.
+
+use super::lease::Lease;
+use super::{CancelFlag, Job, Outcome, RunResult};
+use crate::backup::run::{BackupOptions, backup};
+use crate::backup::{Context, prune, reconcile};
+use crate::error::{ErrorKind, Result};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+/// The production job: real backups of the current policy set.
+pub struct BackupJob {
+    ctx: RwLock<Arc<Context>>,
+    holder: String,
+    observer:
+        Option<Box<dyn Fn(&Outcome, Option<&crate::backup::run::BackupReport>) + Send + Sync>>,
+}
+
+impl BackupJob {
+    /// A job over `ctx`, holding leases as `holder`.
+    pub fn new(ctx: Arc<Context>, holder: String) -> Self {
+        BackupJob {
+            ctx: RwLock::new(ctx),
+            holder,
+            observer: None,
+        }
+    }
+
+    /// Call `f` with every run's outcome (and its backup report, when a backup ran),
+    /// e.g. to update metrics.
+    pub fn observe(
+        mut self,
+        f: impl Fn(&Outcome, Option<&crate::backup::run::BackupReport>) + Send + Sync + 'static,
+    ) -> Self {
+        self.observer = Some(Box::new(f));
+        self
+    }
+
+    /// The context runs use now.
+    pub fn context(&self) -> Arc<Context> {
+        self.ctx.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Use a new context (a reloaded policy set) for runs that start from now on.
+    pub fn replace(&self, ctx: Arc<Context>) {
+        *self.ctx.write().unwrap_or_else(|e| e.into_inner()) = ctx;
+    }
+}
+
+#[async_trait]
+impl Job for BackupJob {
+    async fn run(&self, source: &str, scheduled: DateTime<Utc>, cancel: CancelFlag) -> Outcome {
+        let ctx = self.context();
+        let started = ctx.clock.now();
+        let mut outcome = Outcome {
+            source: source.to_string(),
+            scheduled,
+            result: RunResult::Failed,
+            backup_id: None,
+            detail: String::new(),
+            started,
+            finished: started,
+        };
+        let report = match self
+            .run_locked(&ctx, source, scheduled, cancel, &mut outcome)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                outcome.result = match e.kind() {
+                    ErrorKind::Locked => RunResult::Locked,
+                    _ => RunResult::Failed,
+                };
+                outcome.detail = e.to_string();
+                None
+            }
+        };
+        outcome.finished = ctx.clock.now();
+        if let Some(f) = &self.observer {
+            f(&outcome, report.as_ref());
+        }
+        outcome
+    }
+}
+
+impl BackupJob {
+    async fn run_locked(
+        &self,
+        ctx: &Arc<Context>,
+        source: &str,
+        scheduled: DateTime<Utc>,
+        cancel: CancelFlag,
+        outcome: &mut Outcome,
+    ) -> Result<Option<crate::backup::run::BackupReport>> {
+        let src = ctx.policies.source(source)?.clone();
+        let ttl = ctx.policies.scheduler.lease_ttl;
+        let store = ctx.store(&src.destinations[0])?;
+        let lease = Lease::acquire(store, source, &self.holder, ttl, ctx.clock.now()).await?;
+        // Renew in the background; a lost lease cancels the backup.
+        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
+        let renewer = {
+            let ctx = ctx.clone();
+            let cancel = cancel.clone();
+            let mut lease = lease;
+            tokio::spawn(async move {
+                let every = lease.renew_every();
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(every) => {
+                            if let Err(e) = lease.renew(ctx.clock.now()).await {
+                                warn!(source = %lease.record().source, error = %e, "lease lost: cancelling the backup");
+                                cancel.store(true, Ordering::SeqCst);
+                                return None;
+                            }
+                        }
+                        _ = &mut stop_rx => return Some(lease),
+                    }
+                }
+            })
+        };
+        let result = self
+            .under_lease(ctx, &src, scheduled, cancel.clone(), outcome)
+            .await;
+        let _ = stop_tx.send(());
+        if let Ok(Some(lease)) = renewer.await {
+            lease.release(ctx.clock.now()).await;
+        }
+        result
+    }
+
+    async fn under_lease(
+        &self,
+        ctx: &Arc<Context>,
+        src: &crate::policy::Source,
+        scheduled: DateTime<Utc>,
+        cancel: CancelFlag,
+        outcome: &mut Outcome,
+    ) -> Result<Option<crate::backup::run::BackupReport>> {
+        let names = [src.name.clone()];
+        // The repositories are the truth: a run elsewhere (another host, a CronJob
+        // with an empty catalog) may have served this time already.
+        reconcile::reconcile_sources(ctx, &names).await?;
+        if let Some(newest) = ctx.catalog.backups(Some(&src.name), None)?.first()
+            && newest.manifest.started_at >= scheduled
+        {
+            outcome.result = RunResult::Skipped;
+            outcome.detail = format!(
+                "backup {} (started {}) already serves the time {}",
+                newest.manifest.backup_id,
+                newest.manifest.started_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                scheduled.format("%Y-%m-%dT%H:%M:%SZ")
+            );
+            info!(source = %src.name, detail = %outcome.detail, "skipped");
+            return Ok(None);
+        }
+        let opts = BackupOptions {
+            dry_run: false,
+            cancel: Some(cancel.clone()),
+        };
+        let report = backup(ctx, src, &opts).await;
+        let report = match report {
+            Ok(r) => r,
+            Err(e) if cancel.load(Ordering::SeqCst) => {
+                outcome.result = RunResult::Cancelled;
+                outcome.detail = e.to_string();
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        outcome.backup_id = Some(report.backup_id.clone());
+        outcome.result = match report.failure() {
+            None => RunResult::Success,
+            Some(ErrorKind::Partial) => RunResult::Partial,
+            Some(_) => RunResult::Failed,
+        };
+        if let Some(e) = crate::backup::run::report_error(&report) {
+            outcome.detail = e.to_string();
+        }
+        if outcome.result == RunResult::Success && !src.retention.is_empty() {
+            match prune::prune(ctx, &names, false).await {
+                Ok(plan) => {
+                    if plan.deleted > 0 {
+                        info!(source = %src.name, deleted = plan.deleted, "pruned after the backup");
+                    }
+                }
+                // The backup stands; a failed prune is retried after the next one.
+                Err(e) => {
+                    warn!(source = %src.name, error = %e, "prune after the backup failed");
+                    outcome.detail = format!("backup committed; prune failed: {e}");
+                }
+            }
+        }
+        Ok(Some(report))
+    }
+}
