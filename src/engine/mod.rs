@@ -5,6 +5,7 @@
 pub mod counts;
 pub mod faiss;
 pub mod file;
+pub mod neo4j;
 pub mod postgres;
 mod rdb;
 pub mod redis;
@@ -26,14 +27,52 @@ pub enum SnapshotCounts {
     Ready(Counts),
     /// Being counted; may also yield the data's freshness (a newer consistency point).
     Pending(std::thread::JoinHandle<Result<(Counts, Option<DateTime<Utc>>)>>),
+    /// Known, and the manifest's details are completed once the stream has ended (read
+    /// to its end, failed or dropped): facts such as a server's downtime, measured when
+    /// it came back. The value replaces [`Snapshot::details`].
+    ReadyWithFinalDetails(Counts, std::sync::mpsc::Receiver<serde_json::Value>),
+}
+
+/// What a snapshot yields once its stream has ended.
+#[derive(Debug)]
+pub struct Counted {
+    /// Integrity counts.
+    pub counts: Counts,
+    /// The data's freshness, when the engine measured one.
+    pub freshness: Option<DateTime<Utc>>,
+    /// Details replacing the snapshot's, when the engine completed them.
+    pub details: Option<serde_json::Value>,
 }
 
 impl SnapshotCounts {
     /// The counts and, if the engine measured one, the data's freshness.
     pub fn wait(self) -> Result<(Counts, Option<DateTime<Utc>>)> {
+        self.finish().map(|c| (c.counts, c.freshness))
+    }
+
+    /// The counts and what else the engine learned; call it after the stream has ended.
+    pub fn finish(self) -> Result<Counted> {
         match self {
-            SnapshotCounts::Ready(c) => Ok((c, None)),
-            SnapshotCounts::Pending(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            SnapshotCounts::Ready(counts) => Ok(Counted {
+                counts,
+                freshness: None,
+                details: None,
+            }),
+            SnapshotCounts::Pending(h) => {
+                let (counts, freshness) =
+                    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+                Ok(Counted {
+                    counts,
+                    freshness,
+                    details: None,
+                })
+            }
+            SnapshotCounts::ReadyWithFinalDetails(counts, rx) => Ok(Counted {
+                counts,
+                freshness: None,
+                // A sender dropped without sending leaves the snapshot's details.
+                details: rx.recv().ok(),
+            }),
         }
     }
 }
@@ -115,6 +154,7 @@ pub fn for_source(source: &Source) -> Box<dyn Engine> {
         SourceConfig::Postgres(cfg) => Box::new(postgres::PostgresEngine::new(cfg.clone())),
         SourceConfig::Redis(cfg) => Box::new(redis::RedisEngine::new(cfg.clone())),
         SourceConfig::Faiss(cfg) => Box::new(faiss::FaissEngine::new(cfg.clone())),
+        SourceConfig::Neo4j(cfg) => Box::new(neo4j::Neo4jEngine::new(cfg.clone())),
     }
 }
 

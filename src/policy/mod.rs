@@ -14,7 +14,8 @@ use chrono::Duration;
 use fields::Fields;
 pub use schedule::Schedule;
 pub use sources::{
-    FaissConfig, PostgresConfig, RedisConfig, RedisMode, RedisRestore, SecretRef, Tolerance,
+    FaissConfig, Neo4jConfig, Neo4jCounts, Neo4jMode, PostgresConfig, RedisConfig, RedisMode,
+    RedisRestore, SecretRef, Tolerance,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -239,6 +240,8 @@ pub enum SourceConfig {
     Redis(RedisConfig),
     /// FAISS index files.
     Faiss(FaissConfig),
+    /// A Neo4j database.
+    Neo4j(Neo4jConfig),
 }
 
 impl SourceConfig {
@@ -250,6 +253,7 @@ impl SourceConfig {
             SourceConfig::Postgres(_) => "postgres",
             SourceConfig::Redis(_) => "redis",
             SourceConfig::Faiss(_) => "faiss",
+            SourceConfig::Neo4j(_) => "neo4j",
         }
     }
 }
@@ -273,7 +277,7 @@ pub struct Source {
     pub file: PathBuf,
 }
 
-const KINDS: &[&str] = &["sqlite", "file", "postgres", "redis", "faiss"];
+const KINDS: &[&str] = &["sqlite", "file", "postgres", "redis", "faiss", "neo4j"];
 const SOURCE_KEYS: &[&str] = &[
     "kind",
     "description",
@@ -884,6 +888,10 @@ fn read_source(
         Some("faiss") => {
             allowed.extend_from_slice(sources::FAISS_KEYS);
             sources::read_faiss(errs, &mut f, base).map(SourceConfig::Faiss)
+        }
+        Some("neo4j") => {
+            allowed.extend_from_slice(sources::NEO4J_KEYS);
+            sources::read_neo4j(errs, &mut f, base).map(SourceConfig::Neo4j)
         }
         Some(other) => {
             f.error(
