@@ -103,7 +103,9 @@ pub struct RestoreOutcome {
     /// Manifest counts against recounted ones.
     pub counts: CountsReport,
     /// True when the staging copy replaced the target; false when counts differed and
-    /// the target was left untouched.
+    /// the target was left untouched. An engine that loads in place (Neo4j) sets it once
+    /// the load ran, whatever the counts: differing counts then fail the restore with
+    /// the data already replaced.
     pub swapped: bool,
     /// A step after the swap that failed (a post-restore or restart command): the data
     /// is in place, the run still failed.
