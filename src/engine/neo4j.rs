@@ -388,41 +388,15 @@ impl Neo4jEngine {
     ) -> Loaded {
         // Staged before the database is stopped: a backup that cannot be read costs no
         // downtime.
-        let staged = match backup_path {
-            None => {
-                let spool = Spool::new(None);
-                (|| {
-                    let path = spool.create(0)?;
-                    let mut file = File::create(&path).map_err(|e| Error::io(path.display(), e))?;
-                    std::io::copy(stream, &mut file)
-                        .map_err(|e| crate::pipeline::read_error("reading the backup", e))?;
-                    file.sync_all().map_err(|e| Error::io(path.display(), e))?;
-                    Ok::<_, Error>((path.display().to_string(), Some(path)))
-                })()
-            }
-            Some(base) => {
-                let d = format!(
-                    "{}/lifeboat-restore-{:016x}",
-                    base.trim_end_matches('/'),
-                    rand::random::<u64>()
-                );
-                let file = format!("{d}/{target}.backup");
-                command::run(
-                    &self.wrapped(&["mkdir", "-p", &d]),
-                    self.timeout(),
-                    "wrapper",
-                )
-                .and_then(|_| {
-                    let of = format!("of={file}");
-                    command::feed(&self.wrapped(&["dd", &of, "bs=1M"]), stream, "wrapper")
-                })
-                .map(|()| (file, None))
-            }
-        };
-        let remove = |file: &str| {
-            if let Some(base) = backup_path
-                && let Some((d, _)) = file.rsplit_once('/')
-                && d.starts_with(base.trim_end_matches('/'))
+        let remote = backup_path.map(|base| {
+            format!(
+                "{}/lifeboat-restore-{:016x}",
+                base.trim_end_matches('/'),
+                rand::random::<u64>()
+            )
+        });
+        let remove = || {
+            if let Some(d) = &remote
                 && let Err(e) = command::run(
                     &self.wrapped(&["rm", "-r", "-f", d]),
                     self.timeout(),
@@ -432,13 +406,39 @@ impl Neo4jEngine {
                 tracing::warn!(folder = %d, error = %e, "restore folder left in the container; remove it by hand");
             }
         };
+        let staged = match &remote {
+            None => (|| {
+                let path = Spool::new(None).create(0)?;
+                let mut file = File::create(&path).map_err(|e| Error::io(path.display(), e))?;
+                std::io::copy(stream, &mut file)
+                    .map_err(|e| crate::pipeline::read_error("reading the backup", e))?;
+                file.sync_all().map_err(|e| Error::io(path.display(), e))?;
+                Ok::<_, Error>((path.display().to_string(), Some(path)))
+            })(),
+            Some(d) => {
+                let file = format!("{d}/{target}.backup");
+                let of = format!("of={file}");
+                command::run(
+                    &self.wrapped(&["mkdir", "-p", d]),
+                    self.timeout(),
+                    "wrapper",
+                )
+                .and_then(|_| {
+                    command::feed(&self.wrapped(&["dd", &of, "bs=1M"]), stream, "wrapper")
+                })
+                .map(|()| (file, None))
+            }
+        };
         let (file, _local) = match staged {
             Ok(s) => s,
-            Err(e) => return Loaded::NotStopped(e),
+            Err(e) => {
+                remove();
+                return Loaded::NotStopped(e);
+            }
         };
         if let Err(e) = self.stop(http, target) {
             let started = self.start(http, target).err();
-            remove(&file);
+            remove();
             return Loaded::NotRun(e, started);
         }
         let from = format!("--from-path={file}");
@@ -455,7 +455,7 @@ impl Neo4jEngine {
         )
         .map(|_| ());
         let started = self.start(http, target);
-        remove(&file);
+        remove();
         Loaded::Ran(loaded, started)
     }
 }
