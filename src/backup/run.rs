@@ -264,12 +264,16 @@ async fn run(
     // The stream is complete (or failed): counts still being taken end now.
     let counted = {
         let pending = pending_counts.take().expect("taken once");
-        blocking(move || pending.wait()).await
+        blocking(move || pending.finish()).await
     };
+    let mut details = snap.details;
     let produced = match (produced, counted) {
-        (Ok(t), Ok((counts, freshness))) => {
-            report.counts = counts;
-            report.consistency_point = Some(freshness.unwrap_or(snap.consistency_point));
+        (Ok(t), Ok(counted)) => {
+            report.counts = counted.counts;
+            report.consistency_point = Some(counted.freshness.unwrap_or(snap.consistency_point));
+            if let Some(d) = counted.details {
+                details = d;
+            }
             Ok(t)
         }
         (Err(e), _) | (Ok(_), Err(e)) => Err(e),
@@ -334,7 +338,7 @@ async fn run(
             },
             counts: report.counts.clone(),
             keep_until,
-            engine: snap.details.clone(),
+            engine: details.clone(),
         };
         if uploaded.size != totals.stored_size {
             d.error = Some(format!(

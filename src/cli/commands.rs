@@ -326,7 +326,7 @@ pub async fn restore(g: &Global, ctx: &Context, opts: RestoreOptions) -> anyhow:
             r.target
         );
         print!("{}", r.counts);
-        if r.swapped {
+        if r.swapped && r.counts.ok() {
             println!("restored: counts match; {} replaced", r.target);
         }
     }
@@ -336,6 +336,17 @@ pub async fn restore(g: &Global, ctx: &Context, opts: RestoreOptions) -> anyhow:
             r.backup_id, r.target
         );
         return Ok(ErrorKind::RunFailed.exit_code());
+    }
+    if r.swapped && !r.counts.ok() {
+        // An engine that loads in place (Neo4j) has no staging copy to refuse.
+        eprintln!(
+            "lifeboat: {}/{} was loaded into {} in place, but its counts differ from the manifest ({}); inspect the target, or restore another backup",
+            r.source,
+            r.backup_id,
+            r.target,
+            r.counts.mismatches().join("; ")
+        );
+        return Ok(ErrorKind::Integrity.exit_code());
     }
     if !r.swapped {
         eprintln!(

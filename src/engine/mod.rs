@@ -5,6 +5,7 @@
 pub mod counts;
 pub mod faiss;
 pub mod file;
+pub mod neo4j;
 pub mod postgres;
 mod rdb;
 pub mod rds;
@@ -27,14 +28,52 @@ pub enum SnapshotCounts {
     Ready(Counts),
     /// Being counted; may also yield the data's freshness (a newer consistency point).
     Pending(std::thread::JoinHandle<Result<(Counts, Option<DateTime<Utc>>)>>),
+    /// Known, and the manifest's details are completed once the stream has ended (read
+    /// to its end, failed or dropped): facts such as a server's downtime, measured when
+    /// it came back. The value replaces [`Snapshot::details`].
+    ReadyWithFinalDetails(Counts, std::sync::mpsc::Receiver<serde_json::Value>),
+}
+
+/// What a snapshot yields once its stream has ended.
+#[derive(Debug)]
+pub struct Counted {
+    /// Integrity counts.
+    pub counts: Counts,
+    /// The data's freshness, when the engine measured one.
+    pub freshness: Option<DateTime<Utc>>,
+    /// Details replacing the snapshot's, when the engine completed them.
+    pub details: Option<serde_json::Value>,
 }
 
 impl SnapshotCounts {
     /// The counts and, if the engine measured one, the data's freshness.
     pub fn wait(self) -> Result<(Counts, Option<DateTime<Utc>>)> {
+        self.finish().map(|c| (c.counts, c.freshness))
+    }
+
+    /// The counts and what else the engine learned; call it after the stream has ended.
+    pub fn finish(self) -> Result<Counted> {
         match self {
-            SnapshotCounts::Ready(c) => Ok((c, None)),
-            SnapshotCounts::Pending(h) => h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)),
+            SnapshotCounts::Ready(counts) => Ok(Counted {
+                counts,
+                freshness: None,
+                details: None,
+            }),
+            SnapshotCounts::Pending(h) => {
+                let (counts, freshness) =
+                    h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))?;
+                Ok(Counted {
+                    counts,
+                    freshness,
+                    details: None,
+                })
+            }
+            SnapshotCounts::ReadyWithFinalDetails(counts, rx) => Ok(Counted {
+                counts,
+                freshness: None,
+                // A sender dropped without sending leaves the snapshot's details.
+                details: rx.recv().ok(),
+            }),
         }
     }
 }
@@ -65,7 +104,9 @@ pub struct RestoreOutcome {
     /// Manifest counts against recounted ones.
     pub counts: CountsReport,
     /// True when the staging copy replaced the target; false when counts differed and
-    /// the target was left untouched.
+    /// the target was left untouched. An engine that loads in place (Neo4j) sets it once
+    /// the load ran, whatever the counts: differing counts then fail the restore with
+    /// the data already replaced.
     pub swapped: bool,
     /// A step after the swap that failed (a post-restore or restart command): the data
     /// is in place, the run still failed.
@@ -157,6 +198,7 @@ pub fn for_source(source: &Source) -> Box<dyn Engine> {
         SourceConfig::Redis(cfg) => Box::new(redis::RedisEngine::new(cfg.clone())),
         SourceConfig::Faiss(cfg) => Box::new(faiss::FaissEngine::new(cfg.clone())),
         SourceConfig::Rds(cfg) => Box::new(rds::RdsEngine::new(source.name.clone(), cfg.clone())),
+        SourceConfig::Neo4j(cfg) => Box::new(neo4j::Neo4jEngine::new(cfg.clone())),
     }
 }
 

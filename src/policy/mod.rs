@@ -14,8 +14,8 @@ use chrono::Duration;
 use fields::Fields;
 pub use schedule::Schedule;
 pub use sources::{
-    FaissConfig, PostgresConfig, RdsConfig, RdsCopy, RdsFreshness, RedisConfig, RedisMode,
-    RedisRestore, SecretRef, Tolerance,
+    FaissConfig, Neo4jConfig, Neo4jCounts, Neo4jMode, PostgresConfig, RdsConfig, RdsCopy,
+    RdsFreshness, RedisConfig, RedisMode, RedisRestore, SecretRef, Tolerance,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -267,6 +267,8 @@ pub enum SourceConfig {
     Faiss(FaissConfig),
     /// An RDS DB instance, backed up as manual snapshots (copied to other regions).
     Rds(RdsConfig),
+    /// A Neo4j database.
+    Neo4j(Neo4jConfig),
 }
 
 impl SourceConfig {
@@ -279,6 +281,7 @@ impl SourceConfig {
             SourceConfig::Redis(_) => "redis",
             SourceConfig::Faiss(_) => "faiss",
             SourceConfig::Rds(_) => "rds",
+            SourceConfig::Neo4j(_) => "neo4j",
         }
     }
 }
@@ -305,7 +308,9 @@ pub struct Source {
     pub file: PathBuf,
 }
 
-const KINDS: &[&str] = &["sqlite", "file", "postgres", "redis", "faiss", "rds"];
+const KINDS: &[&str] = &[
+    "sqlite", "file", "postgres", "redis", "faiss", "rds", "neo4j",
+];
 const SOURCE_KEYS: &[&str] = &[
     "kind",
     "description",
@@ -967,6 +972,10 @@ fn read_source(
         Some("rds") => {
             allowed.extend_from_slice(sources::RDS_KEYS);
             sources::read_rds(errs, &mut f, base).map(SourceConfig::Rds)
+        }
+        Some("neo4j") => {
+            allowed.extend_from_slice(sources::NEO4J_KEYS);
+            sources::read_neo4j(errs, &mut f, base).map(SourceConfig::Neo4j)
         }
         Some(other) => {
             f.error(

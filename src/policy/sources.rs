@@ -117,6 +117,59 @@ pub struct FaissConfig {
     pub post_restore_timeout: std::time::Duration,
 }
 
+/// How a Neo4j database is copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Neo4jMode {
+    /// Enterprise: `neo4j-admin database backup` of the running database; the artifact
+    /// is then streamed.
+    OnlineBackup {
+        /// With a wrapper: the folder inside the container in which each backup gets
+        /// its own subfolder (read back with `cat`, removed afterwards).
+        backup_path: Option<String>,
+    },
+    /// Community: the server is stopped, `neo4j-admin database dump --to-stdout` is
+    /// streamed, and the server is started again.
+    OfflineDump,
+}
+
+/// Integrity counts of a Neo4j database beyond the totals.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Neo4jCounts {
+    /// Labels counted as `nodes.LABEL`.
+    pub labels: Vec<String>,
+    /// Relationship types counted as `relationships.TYPE`.
+    pub relationship_types: Vec<String>,
+}
+
+/// A Neo4j database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neo4jConfig {
+    /// The HTTP endpoint, `http://HOST:7474`, without credentials.
+    pub http_url: String,
+    /// The database backed up (default `neo4j`).
+    pub database: String,
+    /// The user counting through HTTP (default `neo4j`).
+    pub user: String,
+    /// The user's password.
+    pub password: SecretRef,
+    /// How the database is copied.
+    pub mode: Neo4jMode,
+    /// The `neo4j-admin` program (default: found on PATH, or inside the wrapper).
+    pub neo4j_admin: String,
+    /// Prefixed to every `neo4j-admin` call, e.g. `kubectl exec -i neo4j-0 --`.
+    pub wrapper: Vec<String>,
+    /// Stops the server (required for offline dumps).
+    pub stop: Option<Vec<String>>,
+    /// Starts it again (required for offline dumps).
+    pub start: Option<Vec<String>>,
+    /// Per-label and per-type counts.
+    pub counts: Neo4jCounts,
+    /// Limit for `stop`, `start`, the wrapper's file commands and each HTTP request.
+    pub command_timeout: std::time::Duration,
+    /// How long the server may take to answer over HTTP after `start`.
+    pub start_timeout: std::time::Duration,
+}
+
 pub(crate) const POSTGRES_KEYS: &[&str] = &[
     "url",
     "password-env",
@@ -136,6 +189,22 @@ pub(crate) const REDIS_KEYS: &[&str] = &[
     "redis-cli",
     "redis-server",
     "restore",
+];
+pub(crate) const NEO4J_KEYS: &[&str] = &[
+    "http-url",
+    "database",
+    "user",
+    "password-env",
+    "password-file",
+    "mode",
+    "neo4j-admin",
+    "wrapper",
+    "backup-path",
+    "stop",
+    "start",
+    "counts",
+    "command-timeout",
+    "start-timeout",
 ];
 pub(crate) const FAISS_KEYS: &[&str] = &["paths", "post-restore", "post-restore-timeout"];
 
@@ -535,4 +604,377 @@ pub(crate) fn read_rds(
         wait_timeout,
         freshness,
     })
+}
+/// Whether `name` is a Neo4j database name: an ASCII letter, then letters, digits, dots
+/// and dashes, at most 63 characters. It goes into URL paths and Cypher, so nothing
+/// else is accepted.
+pub fn is_neo4j_database_name(name: &str) -> bool {
+    name.len() <= 63
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
+}
+
+/// The HTTP endpoint of a Neo4j server: http or https, no credentials, no query.
+fn neo4j_http_url(errs: &mut Vec<PolicyError>, f: &mut Fields<'_>) -> Option<String> {
+    let hint = "http-url = \"http://HOST:7474\"";
+    let u = f.req_str(errs, "http-url", hint)?;
+    let parsed = match url::Url::parse(u) {
+        Ok(p) if ["http", "https"].contains(&p.scheme()) && p.has_host() => p,
+        _ => {
+            // Never echo the value: it may hold credentials.
+            f.error(
+                errs,
+                "http-url",
+                format!("not an http or https URL ({hint})"),
+            );
+            return None;
+        }
+    };
+    if parsed.password().is_some() || !parsed.username().is_empty() {
+        f.error(
+            errs,
+            "http-url",
+            "holds credentials: remove them and use user with password-env or password-file",
+        );
+        return None;
+    }
+    if parsed.query().is_some() || parsed.fragment().is_some() {
+        f.error(
+            errs,
+            "http-url",
+            format!("must not have a query or fragment ({hint})"),
+        );
+        return None;
+    }
+    Some(u.trim_end_matches('/').to_string())
+}
+
+pub(crate) fn read_neo4j(
+    errs: &mut Vec<PolicyError>,
+    f: &mut Fields<'_>,
+    base: &Path,
+) -> Option<Neo4jConfig> {
+    let http_url = neo4j_http_url(errs, f);
+    let database = f.opt_str(errs, "database").unwrap_or("neo4j").to_string();
+    let database_ok = is_neo4j_database_name(&database);
+    if !database_ok {
+        f.error(
+            errs,
+            "database",
+            format!(
+                "`{database}` is not a Neo4j database name (a letter, then letters, digits, dots or dashes)"
+            ),
+        );
+    }
+    let user = f.opt_str(errs, "user").unwrap_or("neo4j").to_string();
+    let password = secret(errs, f, base);
+    let neo4j_admin = f
+        .opt_str(errs, "neo4j-admin")
+        .unwrap_or("neo4j-admin")
+        .to_string();
+    let wrapper = match f.opt_value("wrapper") {
+        None => Vec::new(),
+        Some(_) => command(errs, f, "wrapper").unwrap_or_default(),
+    };
+    let given = [
+        f.opt_value("stop").is_some(),
+        f.opt_value("start").is_some(),
+    ];
+    let stop = command(errs, f, "stop");
+    let start = command(errs, f, "start");
+    let backup_path = f.opt_str(errs, "backup-path").map(str::to_string);
+    let mode = match f.req_str(
+        errs,
+        "mode",
+        "mode = \"online-backup\" (Enterprise) or \"offline-dump\" (Community)",
+    ) {
+        Some("online-backup") => {
+            if given[0] != given[1] {
+                let missing = if given[0] { "start" } else { "stop" };
+                f.error(
+                    errs,
+                    missing,
+                    "missing: give both stop and start, or neither (the database is then stopped and started with Cypher on the system database for a restore)",
+                );
+            }
+            match (&backup_path, wrapper.is_empty()) {
+                (None, false) => {
+                    f.error(errs, "backup-path", "missing: with a wrapper, the backup is written inside the container (add backup-path = \"/backups\", a folder there with room for one backup)");
+                    None
+                }
+                (Some(p), false) if !p.starts_with('/') => {
+                    f.error(
+                        errs,
+                        "backup-path",
+                        format!("`{p}`: write an absolute path inside the container"),
+                    );
+                    None
+                }
+                (Some(_), true) => {
+                    f.error(errs, "backup-path", "only used with a wrapper (without one, the backup is written to the spool folder); remove it");
+                    None
+                }
+                _ => Some(Neo4jMode::OnlineBackup {
+                    backup_path: backup_path.clone(),
+                }),
+            }
+        }
+        Some("offline-dump") => {
+            for (key, given, example) in [
+                ("stop", given[0], "[\"systemctl\", \"stop\", \"neo4j\"]"),
+                ("start", given[1], "[\"systemctl\", \"start\", \"neo4j\"]"),
+            ] {
+                if !given {
+                    f.error(
+                        errs,
+                        key,
+                        format!("missing: mode = \"offline-dump\" stops the server for the dump (add {key} = {example})"),
+                    );
+                }
+            }
+            if backup_path.is_some() {
+                f.error(
+                    errs,
+                    "backup-path",
+                    "only used by mode = \"online-backup\"; remove it",
+                );
+            }
+            Some(Neo4jMode::OfflineDump)
+        }
+        Some(other) => {
+            f.error(
+                errs,
+                "mode",
+                format!(
+                    "`{other}`: use \"online-backup\" (Enterprise) or \"offline-dump\" (Community)"
+                ),
+            );
+            None
+        }
+        None => None,
+    };
+    let counts = match f.opt_table(errs, "counts") {
+        None => Neo4jCounts::default(),
+        Some(t) => {
+            let mut cf = Fields::new(f.file(), f.path("counts"), t);
+            let mut list = |cf: &mut Fields<'_>, key: &str| -> Vec<String> {
+                let items = cf.str_list(errs, key).unwrap_or_default();
+                for (i, item) in items.iter().enumerate() {
+                    if item.is_empty() {
+                        cf.error(errs, &format!("{key}[{i}]"), "empty name");
+                    }
+                }
+                items.into_iter().map(str::to_string).collect()
+            };
+            let c = Neo4jCounts {
+                labels: list(&mut cf, "labels"),
+                relationship_types: list(&mut cf, "relationship-types"),
+            };
+            cf.finish(errs, &["labels", "relationship-types"]);
+            c
+        }
+    };
+    let timeout = |f: &mut Fields<'_>, errs: &mut Vec<PolicyError>, key: &str, default: u64| {
+        f.opt_duration(errs, key)
+            .and_then(|d| d.to_std().ok())
+            .unwrap_or(std::time::Duration::from_secs(default))
+    };
+    let command_timeout = timeout(f, errs, "command-timeout", 600);
+    let start_timeout = timeout(f, errs, "start-timeout", 300);
+    if !database_ok {
+        return None;
+    }
+    Some(Neo4jConfig {
+        http_url: http_url?,
+        database,
+        user,
+        password,
+        mode: mode?,
+        neo4j_admin,
+        wrapper,
+        stop,
+        start,
+        counts,
+        command_timeout,
+        start_timeout,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{PolicySet, SourceConfig};
+    use super::*;
+
+    /// The policy set of one file holding a local repository and `source` as
+    /// `[sources.graph]`.
+    fn check(source: &str) -> Result<PolicySet, String> {
+        let text = format!(
+            "[repositories.local]\nurl = \"file:./repo\"\n[sources.graph]\nkind = \"neo4j\"\ndestinations = [\"local\"]\n{source}"
+        );
+        PolicySet::from_texts(
+            PathBuf::from("/set"),
+            &[(PathBuf::from("/set/p.toml"), text)],
+        )
+        .map_err(|e| e.to_string())
+    }
+
+    fn neo4j(set: &PolicySet) -> &Neo4jConfig {
+        match &set.sources["graph"].config {
+            SourceConfig::Neo4j(c) => c,
+            other => panic!("not neo4j: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_offline_dump_source_gets_its_defaults() {
+        let set = check(
+            r#"
+            http-url = "http://neo4j.db.svc:7474/"
+            mode = "offline-dump"
+            password-env = "NEO4J_PASSWORD"
+            stop = ["systemctl", "stop", "neo4j"]
+            start = ["systemctl", "start", "neo4j"]
+            counts = { labels = ["Person"], relationship-types = ["KNOWS"] }
+            "#,
+        )
+        .unwrap();
+        let c = neo4j(&set);
+        assert_eq!(c.http_url, "http://neo4j.db.svc:7474");
+        assert_eq!(c.database, "neo4j");
+        assert_eq!(c.user, "neo4j");
+        assert_eq!(c.neo4j_admin, "neo4j-admin");
+        assert_eq!(c.mode, Neo4jMode::OfflineDump);
+        assert_eq!(c.password, SecretRef::Env("NEO4J_PASSWORD".into()));
+        assert!(c.wrapper.is_empty());
+        assert_eq!(c.counts.labels, ["Person"]);
+        assert_eq!(c.counts.relationship_types, ["KNOWS"]);
+        assert_eq!(c.command_timeout, std::time::Duration::from_secs(600));
+        assert_eq!(c.start_timeout, std::time::Duration::from_secs(300));
+        assert_eq!(set.sources["graph"].config.kind(), "neo4j");
+    }
+
+    #[test]
+    fn an_online_backup_through_a_wrapper_writes_inside_the_container() {
+        let set = check(
+            r#"
+            http-url = "https://neo4j.example:7473"
+            mode = "online-backup"
+            database = "sales.eu-1"
+            user = "backup"
+            password-file = "secrets/neo4j"
+            wrapper = ["kubectl", "exec", "-i", "neo4j-0", "-n", "db", "--"]
+            backup-path = "/backups"
+            command-timeout = "2m"
+            start-timeout = "30s"
+            "#,
+        )
+        .unwrap();
+        let c = neo4j(&set);
+        assert_eq!(
+            c.mode,
+            Neo4jMode::OnlineBackup {
+                backup_path: Some("/backups".into())
+            }
+        );
+        assert_eq!(c.wrapper.len(), 7);
+        assert_eq!(c.password, SecretRef::File("/set/secrets/neo4j".into()));
+        assert_eq!(c.command_timeout, std::time::Duration::from_secs(120));
+        assert_eq!(c.start_timeout, std::time::Duration::from_secs(30));
+    }
+
+    #[test]
+    fn an_offline_dump_without_stop_and_start_names_both_keys() {
+        let e = check("http-url = \"http://h:7474\"\nmode = \"offline-dump\"").unwrap_err();
+        assert!(
+            e.contains(
+                "/set/p.toml: sources.graph.stop: missing: mode = \"offline-dump\" stops the server"
+            ),
+            "{e}"
+        );
+        assert!(
+            e.contains("/set/p.toml: sources.graph.start: missing"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused_and_never_echoed() {
+        let e = check("http-url = \"http://neo4j:hunter2@h:7474\"\nmode = \"online-backup\"")
+            .unwrap_err();
+        assert!(
+            e.contains("sources.graph.http-url: holds credentials"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = check("http-url = \"bolt://neo4j:hunter2@h:7687\"\nmode = \"online-backup\"")
+            .unwrap_err();
+        assert!(
+            e.contains("sources.graph.http-url: not an http or https URL"),
+            "{e}"
+        );
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+
+    #[test]
+    fn every_mistake_is_reported_at_once_with_its_field() {
+        let e = check(
+            r#"
+            mode = "hot"
+            database = "../etc"
+            wrapper = []
+            password-env = "A"
+            password-file = "b"
+            counts = { labels = ["Person"], types = ["KNOWS"] }
+            start-timeout = "soon"
+            stop-command = ["x"]
+            "#,
+        )
+        .unwrap_err();
+        for want in [
+            "sources.graph.http-url: missing (add http-url = \"http://HOST:7474\")",
+            "sources.graph.mode: `hot`: use \"online-backup\" (Enterprise) or \"offline-dump\" (Community)",
+            "sources.graph.database: `../etc` is not a Neo4j database name",
+            "sources.graph.wrapper: empty",
+            "sources.graph.password-file: give password-env or password-file, not both",
+            "sources.graph.counts.types: unknown key",
+            "sources.graph.start-timeout: ",
+            "sources.graph.stop-command: unknown key (did you mean `stop`?",
+        ] {
+            assert!(e.contains(want), "missing {want:?} in:\n{e}");
+        }
+        assert_eq!(e.lines().count(), 8, "{e}");
+    }
+
+    #[test]
+    fn a_wrapper_needs_a_backup_path_for_online_backups() {
+        let base = "http-url = \"http://h:7474\"\nmode = \"online-backup\"\n";
+        let e = check(&format!(
+            "{base}wrapper = [\"docker\", \"exec\", \"-i\", \"neo4j\"]"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("sources.graph.backup-path: missing: with a wrapper"),
+            "{e}"
+        );
+        let e = check(&format!(
+            "{base}wrapper = [\"docker\", \"exec\", \"-i\", \"neo4j\"]\nbackup-path = \"backups\""
+        ))
+        .unwrap_err();
+        assert!(e.contains("`backups`: write an absolute path"), "{e}");
+        let e = check(&format!("{base}backup-path = \"/backups\"")).unwrap_err();
+        assert!(
+            e.contains("sources.graph.backup-path: only used with a wrapper"),
+            "{e}"
+        );
+        let e = check(&format!(
+            "{base}stop = [\"systemctl\", \"stop\", \"neo4j\"]"
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("sources.graph.start: missing: give both stop and start"),
+            "{e}"
+        );
+    }
 }
