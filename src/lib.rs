@@ -20,6 +20,7 @@ pub mod doctor;
 pub mod engine;
 pub mod error;
 pub mod failpoint;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod progress;
