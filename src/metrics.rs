@@ -28,7 +28,14 @@ use tracing::{debug, info, warn};
 /// The results an attempt can end with, in the order they are rendered. Each declared
 /// source has an `attempts_total` series for every one of them from the start, so
 /// that `increase()` sees the first failure of a source too.
-pub const RESULTS: [&str; 5] = ["success", "partial", "failed", "skipped", "locked"];
+pub const RESULTS: [&str; 6] = [
+    "success",
+    "partial",
+    "failed",
+    "skipped",
+    "locked",
+    "cancelled",
+];
 
 /// A source as declared by the policy.
 #[derive(Debug, Clone, PartialEq)]
@@ -1080,7 +1087,14 @@ mod tests {
         let count = |r| get(&s, "lifeboat_backup_attempts_total", "app", Some(r));
         assert_eq!(
             RESULTS.map(count),
-            [Some(1.0), Some(1.0), Some(2.0), Some(0.0), Some(1.0)],
+            [
+                Some(1.0),
+                Some(1.0),
+                Some(2.0),
+                Some(0.0),
+                Some(1.0),
+                Some(0.0)
+            ],
             "{RESULTS:?}"
         );
         assert_eq!(

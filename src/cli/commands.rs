@@ -529,10 +529,28 @@ fn newest_starts(
     Ok(out)
 }
 
+/// What the metrics know of each scheduled source.
+fn metric_sources(set: &PolicySet, now: DateTime<Utc>) -> Vec<lifeboat::metrics::SourceInfo> {
+    set.sources
+        .values()
+        .map(|s| lifeboat::metrics::SourceInfo {
+            name: s.name.clone(),
+            kind: s.config.kind().to_string(),
+            interval_seconds: s.schedule.as_ref().and_then(|sch| {
+                let a = sch.next_after(now)?;
+                let b = sch.next_after(a)?;
+                Some((b - a).num_milliseconds() as f64 / 1000.0)
+            }),
+            rpo_seconds: s.rpo.map(|r| r.num_milliseconds() as f64 / 1000.0),
+        })
+        .collect()
+}
+
 pub async fn schedule(
     g: &Global,
     once: bool,
     max_concurrent: Option<usize>,
+    metrics_addr: Option<std::net::SocketAddr>,
 ) -> anyhow::Result<i32> {
     use lifeboat::scheduler::{self, Control, Daemon, RunResult, job::BackupJob, lease};
     let path = g.policies_path()?;
@@ -558,7 +576,34 @@ pub async fn schedule(
             .to_std()
             .unwrap_or_default(),
     };
-    let job = std::sync::Arc::new(BackupJob::new(ctx.clone(), lease::holder_id()));
+    let metrics = lifeboat::metrics::Metrics::new();
+    metrics.set_sources(&metric_sources(&ctx.policies, ctx.clock.now()));
+    for name in ctx.policies.sources.keys() {
+        if let Some(b) = ctx.catalog.backups(Some(name), None)?.first() {
+            metrics.set_last_success(name, b.manifest.started_at, b.manifest.raw.size);
+        }
+    }
+    let job = std::sync::Arc::new(
+        BackupJob::new(ctx.clone(), lease::holder_id()).with_metrics(metrics.clone()),
+    );
+    let (stop_metrics, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    let metrics_server = match metrics_addr {
+        Some(addr) => {
+            let clock = ctx.clock.clone();
+            let (bound, handle) = lifeboat::metrics::serve(
+                addr,
+                metrics.clone(),
+                std::sync::Arc::new(move || clock.now()),
+                async move {
+                    let _ = metrics_stopped.await;
+                },
+            )
+            .await?;
+            tracing::info!(addr = %bound, "serving metrics on /metrics");
+            Some(handle)
+        }
+        None => None,
+    };
     if once {
         let outcomes = daemon.run_once(job, &plans, &newest).await;
         if g.json {
@@ -591,6 +636,7 @@ pub async fn schedule(
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let signals = {
         let job = job.clone();
+        let metrics = metrics.clone();
         let g_policies = path.clone();
         let reload_ctx = ReloadContext::of(g);
         tokio::spawn(async move {
@@ -611,6 +657,7 @@ pub async fn schedule(
                         match reload_ctx.load(&g_policies).await {
                             Ok(ctx) => {
                                 let plans = scheduler::plans(&ctx.policies);
+                                metrics.set_sources(&metric_sources(&ctx.policies, ctx.clock.now()));
                                 job.replace(std::sync::Arc::new(ctx));
                                 let _ = tx.send(Control::Reload(plans)).await;
                             }
@@ -623,6 +670,10 @@ pub async fn schedule(
     };
     let outcomes = daemon.run(job, plans, &newest, rx).await;
     signals.abort();
+    let _ = stop_metrics.send(());
+    if let Some(h) = metrics_server {
+        let _ = h.await;
+    }
     if g.json {
         print_json(&outcomes);
     }

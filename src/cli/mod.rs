@@ -133,6 +133,9 @@ pub enum Command {
         /// Backups at once [default: the policy set's scheduler.max-concurrent, or 2]
         #[arg(long, value_name = "N")]
         max_concurrent: Option<usize>,
+        /// Serve Prometheus metrics (GET /metrics) on this address, e.g. 0.0.0.0:9464
+        #[arg(long, value_name = "ADDR", conflicts_with = "once")]
+        metrics_addr: Option<std::net::SocketAddr>,
     },
     /// Catalog maintenance
     #[command(subcommand)]
@@ -272,7 +275,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Schedule {
             once,
             max_concurrent,
-        } => commands::schedule(g, once, max_concurrent).await,
+            metrics_addr,
+        } => commands::schedule(g, once, max_concurrent, metrics_addr).await,
         Command::Catalog(CatalogCommand::Rebuild) => {
             commands::catalog_rebuild(g, &g.context().await?).await
         }

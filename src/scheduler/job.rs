@@ -7,6 +7,7 @@ use super::{CancelFlag, Job, Outcome, RunResult};
 use crate::backup::run::{BackupOptions, backup};
 use crate::backup::{Context, prune, reconcile};
 use crate::error::{ErrorKind, Result};
+use crate::metrics::{Attempt, Metrics};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::atomic::Ordering;
@@ -18,8 +19,7 @@ use tracing::{info, warn};
 pub struct BackupJob {
     ctx: RwLock<Arc<Context>>,
     holder: String,
-    observer:
-        Option<Box<dyn Fn(&Outcome, Option<&crate::backup::run::BackupReport>) + Send + Sync>>,
+    metrics: Option<Metrics>,
 }
 
 impl BackupJob {
@@ -28,17 +28,13 @@ impl BackupJob {
         BackupJob {
             ctx: RwLock::new(ctx),
             holder,
-            observer: None,
+            metrics: None,
         }
     }
 
-    /// Call `f` with every run's outcome (and its backup report, when a backup ran),
-    /// e.g. to update metrics.
-    pub fn observe(
-        mut self,
-        f: impl Fn(&Outcome, Option<&crate::backup::run::BackupReport>) + Send + Sync + 'static,
-    ) -> Self {
-        self.observer = Some(Box::new(f));
+    /// Record every run in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
         self
     }
 
@@ -58,6 +54,9 @@ impl Job for BackupJob {
     async fn run(&self, source: &str, scheduled: DateTime<Utc>, cancel: CancelFlag) -> Outcome {
         let ctx = self.context();
         let started = ctx.clock.now();
+        if let Some(m) = &self.metrics {
+            m.set_running(source, true);
+        }
         let mut outcome = Outcome {
             source: source.to_string(),
             scheduled,
@@ -82,8 +81,20 @@ impl Job for BackupJob {
             }
         };
         outcome.finished = ctx.clock.now();
-        if let Some(f) = &self.observer {
-            f(&outcome, report.as_ref());
+        if let Some(m) = &self.metrics {
+            m.set_running(source, false);
+            m.record_attempt(&Attempt {
+                source: source.to_string(),
+                result: outcome.result.as_str().to_string(),
+                started,
+                finished: outcome.finished,
+                bytes: report.as_ref().map_or(0, |r| r.raw_size),
+            });
+            if let Some(r) = &report
+                && r.destinations.iter().any(|d| d.committed)
+            {
+                m.set_last_success(source, r.started_at, r.raw_size);
+            }
         }
         outcome
     }
