@@ -1235,8 +1235,8 @@ mod tests {
         assert_eq!(parsed.samples.len(), strict(&text).len());
         assert_eq!(
             parsed.samples.len(),
-            1 + 10,
-            "up and the 10 series of a declared source"
+            1 + 11,
+            "up and the 11 series of a declared source"
         );
     }
 

@@ -3,6 +3,7 @@
 //! Each takes a [`Context`] (validated policies, catalog, stores, clock) and returns a
 //! report that the CLI prints as text or JSON.
 
+pub mod anomaly;
 pub mod compare;
 pub mod list;
 pub mod prune;

@@ -1,17 +1,23 @@
 //! `lifeboat prune`: a plan first (keep or delete, with reasons, per source and
 //! destination), shown, then executed: manifest first, so a backup stops existing
 //! before its data goes, then the data, then the verification result.
+//!
+//! Before a backup is planned for deletion, its objects are asked for their object-lock
+//! retention (and, where the repository locks objects, the manifest's keep-until counts
+//! as the lock): a locked backup is skipped with that reason rather than failing half
+//! deleted.
 
 use super::Context;
 use super::reconcile::{self, list_backups};
 use super::retention::{self, Candidate};
 use crate::error::{Error, Result};
+use crate::policy::Backend;
 use crate::storage::wrap::DryRunStore;
 use crate::storage::{Store, layout};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use std::sync::Arc;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Leftovers (data without a manifest, unfinished uploads) younger than this may belong
 /// to a backup still running elsewhere: they are left alone.
@@ -74,16 +80,41 @@ pub async fn prune(ctx: &Context, sources: &[String], dry_run: bool) -> Result<P
         let source = ctx.policies.source(name)?;
         for repo in &source.destinations {
             let backups = ctx.catalog.backups(Some(name), Some(repo))?;
-            let candidates: Vec<Candidate> = backups
+            // Objects of a locking repository were put with the backup's keep-until as
+            // their retain-until.
+            let locks_objects = matches!(
+                &ctx.policies.repositories[repo].backend,
+                Backend::S3(cfg) if cfg.object_lock.is_some()
+            );
+            let mut candidates: Vec<Candidate> = backups
                 .iter()
                 .map(|b| Candidate {
                     id: b.manifest.backup_id.clone(),
                     time: b.manifest.started_at,
                     keep_until: b.manifest.keep_until,
                     verified: b.verified(),
+                    locked_until: locks_objects.then_some(b.manifest.keep_until),
                 })
                 .collect();
-            for d in retention::apply(&candidates, &source.retention, now) {
+            let mut decisions = retention::apply(&candidates, &source.retention, now);
+            if decisions.iter().any(|d| !d.keep) {
+                // Only what would go is asked about: the store's word on its lock
+                // (a bucket default or an extended retention may outlast keep-until).
+                let store = ctx.store(repo)?;
+                for d in decisions.iter().filter(|d| !d.keep) {
+                    let lock = lock_of(store.as_ref(), name, &d.id).await?;
+                    let c = candidates
+                        .iter_mut()
+                        .find(|c| c.id == d.id)
+                        .expect("decided from the candidates");
+                    c.locked_until = c.locked_until.max(lock);
+                }
+                decisions = retention::apply(&candidates, &source.retention, now);
+            }
+            if !candidates.is_empty() && !candidates.iter().any(|c| c.verified) {
+                warn!(source = %name, repository = %repo, backups = candidates.len(), "no verified backup: nothing deleted; run `lifeboat verify`");
+            }
+            for d in decisions {
                 items.push(PruneItem {
                     repository: repo.clone(),
                     source: name.clone(),
@@ -218,6 +249,29 @@ pub async fn prune(ctx: &Context, sources: &[String], dry_run: bool) -> Result<P
         plan.incomplete_uploads_removed += store(repo)?.cleanup_incomplete(grace).await?;
     }
     Ok(plan)
+}
+
+/// The latest object-lock retain-until of a backup's objects, as the store reports it.
+/// A missing object holds no lock; any other failure stops the prune before it
+/// deletes anything, as the lock cannot be known.
+async fn lock_of(store: &dyn Store, source: &str, id: &str) -> Result<Option<DateTime<Utc>>> {
+    let mut until = None;
+    for key in [
+        layout::manifest_key(source, id),
+        layout::data_key(source, id),
+        layout::verify_key(source, id),
+    ] {
+        match store.head(&key).await {
+            Ok(meta) => until = until.max(meta.retain_until),
+            Err(e) if e.is_not_found() => {}
+            Err(e) => {
+                return Err(Error::failed(format!(
+                    "prune stopped before deleting anything: the object lock of {key} could not be read ({e})"
+                )));
+            }
+        }
+    }
+    Ok(until)
 }
 
 /// Delete what a backup kept outside the repositories, once the last repository has

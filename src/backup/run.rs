@@ -1,8 +1,15 @@
 //! `lifeboat backup`: snapshot a source once, stream it to every destination at once,
 //! and commit each destination by writing its manifest last.
+//!
+//! Two checks around the stream:
+//! - an engine that knows its content hash up front (`files`) has the run skipped when
+//!   every destination's newest backup already holds exactly that content;
+//! - a backup whose raw size or a count dropped by the source's `anomaly.max-drop`
+//!   against the previous backup is committed but flagged (manifest, report, log).
 
-use super::{Context, blocking};
-use crate::catalog::manifest::{MANIFEST_FORMAT, Manifest, RawInfo, StoredInfo, seal};
+use super::anomaly::{self, Measures};
+use super::{Context, blocking, reconcile};
+use crate::catalog::manifest::{Anomaly, MANIFEST_FORMAT, Manifest, RawInfo, StoredInfo, seal};
 use crate::engine::{self, counts::Counts};
 use crate::error::{Error, ErrorKind, Result};
 use crate::failpoint;
@@ -88,6 +95,11 @@ pub struct BackupReport {
     pub counts: Counts,
     /// Per destination.
     pub destinations: Vec<DestinationReport>,
+    /// Set when nothing was backed up because nothing changed:
+    /// `unchanged since BACKUP_ID`.
+    pub skipped: Option<String>,
+    /// Drops against the previous backup that flag this one (it is still committed).
+    pub anomalies: Vec<Anomaly>,
 }
 
 impl BackupReport {
@@ -95,7 +107,7 @@ impl BackupReport {
     /// some did, `RunFailed` when none did.
     pub fn failure(&self) -> Option<ErrorKind> {
         let ok = self.destinations.iter().filter(|d| d.committed).count();
-        if self.dry_run || ok == self.destinations.len() {
+        if self.dry_run || self.skipped.is_some() || ok == self.destinations.len() {
             None
         } else if ok > 0 {
             Some(ErrorKind::Partial)
@@ -130,6 +142,8 @@ pub async fn backup(ctx: &Context, source: &Source, opts: &BackupOptions) -> Res
                 data_key: layout::data_key(&source.name, &id),
             })
             .collect(),
+        skipped: None,
+        anomalies: Vec::new(),
     };
     if opts.dry_run {
         return Ok(report);
@@ -138,6 +152,9 @@ pub async fn backup(ctx: &Context, source: &Source, opts: &BackupOptions) -> Res
     report.finished_at = ctx.clock.now();
     let (status, detail) = match (&result, report.failure()) {
         (Err(e), _) => ("failed", e.to_string()),
+        (Ok(()), None) if report.skipped.is_some() => {
+            ("skipped", report.skipped.clone().unwrap_or_default())
+        }
         (Ok(()), None) => ("committed", String::new()),
         (Ok(()), Some(ErrorKind::Partial)) => ("partial", destination_errors(&report)),
         (Ok(()), Some(_)) => ("failed", destination_errors(&report)),
@@ -170,6 +187,12 @@ async fn run(
     opts_in: &BackupOptions,
     report: &mut BackupReport,
 ) -> Result<()> {
+    // Read before this run can add to the catalog.
+    let previous = ctx
+        .catalog
+        .backups(Some(&source.name), None)?
+        .into_iter()
+        .next();
     let engine: Arc<dyn engine::Engine> = Arc::from(engine::for_source(source));
     let spool = ctx.spool.clone();
     let clock = ctx.clock.clone();
@@ -180,6 +203,18 @@ async fn run(
             .await
             .map_err(|e| e.context(format!("source {}", source.name)))?
     };
+    let promised = snap.content_sha256().map(str::to_string);
+    if let Some(sha) = &promised
+        && let Some(since) = unchanged_since(ctx, source, sha).await?
+    {
+        let (counts, _) = blocking(move || snap.counts.wait()).await?;
+        report.counts = counts;
+        report.consistency_point = Some(snap.consistency_point);
+        report.raw_size = snap.size_hint.unwrap_or_default();
+        report.skipped = Some(format!("unchanged since {since}"));
+        info!(source = %source.name, backup = %since, sha256 = %sha, "content unchanged; nothing backed up");
+        return Ok(());
+    }
     let mut pending_counts = Some(snap.counts);
     let opts = StreamOptions::default();
     let data_key = layout::data_key(&source.name, id);
@@ -292,6 +327,35 @@ async fn run(
     };
     let totals = totals.expect("set above");
     report.raw_size = totals.raw_size;
+    if let Some(sha) = &promised
+        && *sha != totals.raw_sha256
+    {
+        // The skip decision trusts this promise: a broken one must not commit.
+        for (_, _, task) in tasks.iter_mut() {
+            if let Some(t) = task.take() {
+                let _ = t.await;
+            }
+        }
+        return Err(Error::integrity(format!(
+            "source {}: the engine promised content sha256 {sha}, the stream had {}",
+            source.name, totals.raw_sha256
+        )));
+    }
+    if let (Some(rule), Some(prev)) = (&source.anomaly, &previous) {
+        report.anomalies = anomaly::detect(
+            &Measures {
+                backup_id: &prev.manifest.backup_id,
+                raw_size: prev.manifest.raw.size,
+                counts: &prev.manifest.counts,
+            },
+            &Measures {
+                backup_id: id,
+                raw_size: totals.raw_size,
+                counts: &report.counts,
+            },
+            rule,
+        );
+    }
 
     for (dest, part_size, task) in tasks {
         let Some(task) = task else { continue };
@@ -339,6 +403,7 @@ async fn run(
             counts: report.counts.clone(),
             keep_until,
             engine: details.clone(),
+            anomalies: report.anomalies.clone(),
         };
         if uploaded.size != totals.stored_size {
             d.error = Some(format!(
@@ -372,7 +437,42 @@ async fn run(
             "backup committed"
         );
     }
+    if report.destinations.iter().any(|d| d.committed) {
+        for a in &report.anomalies {
+            warn!(
+                source = %source.name,
+                backup = %id,
+                measure = %a.measure,
+                previous = a.previous,
+                current = a.current,
+                previous_backup = %a.previous_backup,
+                max_drop = a.max_drop,
+                "backup committed but flagged: {a}"
+            );
+        }
+    }
     Ok(())
+}
+
+/// The newest backup whose content is `sha256`, when every destination's newest backup
+/// holds exactly that content (after reconciling with storage, so a pruned or lost
+/// backup is not taken for present); `None` when any destination needs a new backup or
+/// cannot be listed.
+async fn unchanged_since(ctx: &Context, source: &Source, sha256: &str) -> Result<Option<String>> {
+    let rec = reconcile::reconcile_sources(ctx, std::slice::from_ref(&source.name)).await?;
+    if !rec.unreachable.is_empty() {
+        return Ok(None);
+    }
+    let mut since = None;
+    for dest in &source.destinations {
+        match ctx.catalog.backups(Some(&source.name), Some(dest))?.first() {
+            Some(b) if b.manifest.raw.sha256 == sha256 => {
+                since = since.max(Some(b.manifest.backup_id.clone()));
+            }
+            _ => return Ok(None),
+        }
+    }
+    Ok(since)
 }
 
 /// Turn a report into the run's error, if it failed anywhere.

@@ -80,6 +80,39 @@ pub struct Manifest {
     /// Engine-specific details.
     #[serde(default)]
     pub engine: serde_json::Value,
+    /// Why the backup looks suspicious against the previous one (committed but
+    /// flagged); absent in older manifests and when nothing was found.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub anomalies: Vec<Anomaly>,
+}
+
+/// A measure of a backup that dropped sharply against the source's previous backup
+/// (a table emptied, a dump cut short): the backup is kept, and flagged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Anomaly {
+    /// `raw-size`, or the name of a count (`rows.users`).
+    pub measure: String,
+    /// Its value in the previous backup.
+    pub previous: u64,
+    /// Its value in this backup (0 when the count is gone).
+    pub current: u64,
+    /// The backup compared against.
+    pub previous_backup: String,
+    /// The source's `anomaly.max-drop` that the drop reached.
+    pub max_drop: f64,
+}
+
+impl std::fmt::Display for Anomaly {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let drop = 100.0 * (self.previous - self.current.min(self.previous)) as f64
+            / self.previous.max(1) as f64;
+        write!(
+            f,
+            "{} dropped {drop:.0}% ({} -> {}) against {} (max-drop {})",
+            self.measure, self.previous, self.current, self.previous_backup, self.max_drop
+        )
+    }
 }
 
 /// The result of one verification of one backup on one destination.

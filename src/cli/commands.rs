@@ -186,6 +186,10 @@ fn print_backup(r: &run::BackupReport) {
         }
         return;
     }
+    if let Some(skipped) = &r.skipped {
+        println!("{}: skipped: {skipped}", r.source);
+        return;
+    }
     let secs = (r.finished_at - r.started_at).num_milliseconds() as f64 / 1000.0;
     println!(
         "{} {}: {} raw in {:.1}s, consistent at {}",
@@ -213,6 +217,9 @@ fn print_backup(r: &run::BackupReport) {
     }
     let counts: Vec<String> = r.counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
     println!("  counts: {}", counts.join(" "));
+    for a in &r.anomalies {
+        println!("  ANOMALY (committed, flagged): {a}");
+    }
 }
 
 fn verify_state(b: &CatalogBackup) -> String {
@@ -243,6 +250,7 @@ pub async fn list(g: &Global, ctx: &Context, source: Option<String>) -> anyhow::
                     "counts": m.counts,
                     "engine": m.engine,
                     "keep-until": m.keep_until,
+                    "anomalies": m.anomalies,
                     "verified": b.verified(),
                     "last-verification": b.last_verify,
                 })

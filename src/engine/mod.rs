@@ -5,6 +5,7 @@
 pub mod counts;
 pub mod faiss;
 pub mod file;
+pub mod files;
 pub mod neo4j;
 pub mod postgres;
 mod rdb;
@@ -96,6 +97,18 @@ pub struct Snapshot {
     pub size_hint: Option<u64>,
     /// Engine-specific facts for the manifest.
     pub details: serde_json::Value,
+}
+
+/// Key of [`Snapshot::details`] under which an engine that knows the SHA-256 of the
+/// raw stream before it is read (it spooled a deterministic archive) records it.
+pub const CONTENT_SHA256: &str = "content-sha256";
+
+impl Snapshot {
+    /// The SHA-256 the raw stream will have, when the engine promised one under
+    /// [`CONTENT_SHA256`]: a run whose content equals the newest backup's is skipped.
+    pub fn content_sha256(&self) -> Option<&str> {
+        self.details.get(CONTENT_SHA256)?.as_str()
+    }
 }
 
 /// What a restore did.
@@ -199,6 +212,7 @@ pub fn for_source(source: &Source) -> Box<dyn Engine> {
         SourceConfig::Faiss(cfg) => Box::new(faiss::FaissEngine::new(cfg.clone())),
         SourceConfig::Rds(cfg) => Box::new(rds::RdsEngine::new(source.name.clone(), cfg.clone())),
         SourceConfig::Neo4j(cfg) => Box::new(neo4j::Neo4jEngine::new(cfg.clone())),
+        SourceConfig::Files(cfg) => Box::new(files::FilesEngine::new(cfg.clone())),
     }
 }
 

@@ -14,8 +14,8 @@ use chrono::Duration;
 use fields::Fields;
 pub use schedule::Schedule;
 pub use sources::{
-    FaissConfig, Neo4jConfig, Neo4jCounts, Neo4jMode, PostgresConfig, RdsConfig, RdsCopy,
-    RdsFreshness, RedisConfig, RedisMode, RedisRestore, SecretRef, Tolerance,
+    FaissConfig, FilesConfig, FilesPath, Neo4jConfig, Neo4jCounts, Neo4jMode, PostgresConfig,
+    RdsConfig, RdsCopy, RdsFreshness, RedisConfig, RedisMode, RedisRestore, SecretRef, Tolerance,
 };
 use std::collections::BTreeMap;
 use std::fmt;
@@ -246,6 +246,14 @@ impl Retention {
     }
 }
 
+/// The "successful but empty" check of a source (`anomaly = { max-drop = 0.5 }`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AnomalyRule {
+    /// A backup whose raw size or any count is smaller than the previous backup's by
+    /// this fraction or more (0 < max-drop <= 1) is committed but flagged.
+    pub max_drop: f64,
+}
+
 /// The engine-specific part of a source.
 #[derive(Debug, Clone)]
 pub enum SourceConfig {
@@ -269,6 +277,9 @@ pub enum SourceConfig {
     Rds(RdsConfig),
     /// A Neo4j database.
     Neo4j(Neo4jConfig),
+    /// Files and folders (configuration), archived together; unchanged content is
+    /// not backed up again.
+    Files(FilesConfig),
 }
 
 impl SourceConfig {
@@ -282,6 +293,7 @@ impl SourceConfig {
             SourceConfig::Faiss(_) => "faiss",
             SourceConfig::Rds(_) => "rds",
             SourceConfig::Neo4j(_) => "neo4j",
+            SourceConfig::Files(_) => "files",
         }
     }
 }
@@ -304,12 +316,14 @@ pub struct Source {
     pub destinations: Vec<String>,
     /// Retention rules.
     pub retention: Retention,
+    /// Flag backups that shrank suspiciously against the previous one.
+    pub anomaly: Option<AnomalyRule>,
     /// The file that declares it.
     pub file: PathBuf,
 }
 
 const KINDS: &[&str] = &[
-    "sqlite", "file", "postgres", "redis", "faiss", "rds", "neo4j",
+    "sqlite", "file", "files", "postgres", "redis", "faiss", "rds", "neo4j",
 ];
 const SOURCE_KEYS: &[&str] = &[
     "kind",
@@ -320,7 +334,9 @@ const SOURCE_KEYS: &[&str] = &[
     "rpo",
     "destinations",
     "retention",
+    "anomaly",
 ];
+const ANOMALY_KEYS: &[&str] = &["max-drop"];
 const SQLITE_KEYS: &[&str] = &["path"];
 const RETENTION_KEYS: &[&str] = &[
     "keep-last",
@@ -945,6 +961,9 @@ fn read_source(
         Some(rt) => read_retention(errs, file, name, rt),
         None => Retention::default(),
     };
+    let anomaly = f
+        .opt_table(errs, "anomaly")
+        .and_then(|at| read_anomaly(errs, file, name, at));
     let mut allowed: Vec<&str> = SOURCE_KEYS.to_vec();
     let config = match kind {
         Some("sqlite") => {
@@ -977,6 +996,10 @@ fn read_source(
             allowed.extend_from_slice(sources::NEO4J_KEYS);
             sources::read_neo4j(errs, &mut f, base).map(SourceConfig::Neo4j)
         }
+        Some("files") => {
+            allowed.extend_from_slice(sources::FILES_KEYS);
+            sources::read_files(errs, &mut f, base).map(SourceConfig::Files)
+        }
         Some(other) => {
             f.error(
                 errs,
@@ -997,6 +1020,7 @@ fn read_source(
             rpo,
             destinations: destinations.clone(),
             retention,
+            anomaly,
             file: file.to_path_buf(),
         }),
         _ => None,
@@ -1050,6 +1074,43 @@ fn read_retention(
     };
     f.finish(errs, RETENTION_KEYS);
     r
+}
+
+fn read_anomaly(
+    errs: &mut Vec<PolicyError>,
+    file: &Path,
+    name: &str,
+    t: &toml::Table,
+) -> Option<AnomalyRule> {
+    let mut f = Fields::new(file, format!("sources.{name}.anomaly"), t);
+    let hint = "a fraction in (0, 1], e.g. max-drop = 0.5 flags a backup half the size of the previous one";
+    let max_drop = match f.opt_value("max-drop") {
+        None => {
+            f.error(errs, "max-drop", format!("missing (add {hint})"));
+            None
+        }
+        Some(v) => match v.as_float().or_else(|| v.as_integer().map(|i| i as f64)) {
+            Some(x) if x > 0.0 && x <= 1.0 => Some(x),
+            Some(x) => {
+                f.error(
+                    errs,
+                    "max-drop",
+                    format!("{x} is out of range (expected {hint})"),
+                );
+                None
+            }
+            None => {
+                f.error(
+                    errs,
+                    "max-drop",
+                    format!("expected a number, found {} `{v}` ({hint})", v.type_str()),
+                );
+                None
+            }
+        },
+    };
+    f.finish(errs, ANOMALY_KEYS);
+    max_drop.map(|max_drop| AnomalyRule { max_drop })
 }
 
 #[cfg(test)]
@@ -1180,5 +1241,120 @@ mod tests {
         assert!(text.contains("sources.app.rpo: `1 fortnight`"));
         assert!(text.contains("sources.app.retention.keep-last: expected a whole number"));
         assert!(text.contains("sources.app.destinations[1]: unknown repository `offsite`"));
+    }
+
+    fn with_source(source: &str) -> String {
+        format!(
+            "[repositories.local]\nurl = \"file:./repo\"\n[sources.app]\ndestinations = [\"local\"]\n{source}\n"
+        )
+    }
+
+    #[test]
+    fn anomaly_max_drop_is_read() {
+        let set = check(&with_source(
+            "kind = \"sqlite\"\npath = \"a.db\"\nanomaly = { max-drop = 0.5 }",
+        ))
+        .unwrap();
+        assert_eq!(
+            set.sources["app"].anomaly,
+            Some(AnomalyRule { max_drop: 0.5 })
+        );
+        let set = check(&with_source(
+            "kind = \"sqlite\"\npath = \"a.db\"\nanomaly = { max-drop = 1 }",
+        ))
+        .unwrap();
+        assert_eq!(set.sources["app"].anomaly.unwrap().max_drop, 1.0);
+    }
+
+    #[rstest::rstest]
+    #[case::zero(
+        "max-drop = 0",
+        "sources.app.anomaly.max-drop: 0 is out of range (expected a fraction in (0, 1]"
+    )]
+    #[case::above_one("max-drop = 1.5", "sources.app.anomaly.max-drop: 1.5 is out of range")]
+    #[case::negative(
+        "max-drop = -0.2",
+        "sources.app.anomaly.max-drop: -0.2 is out of range"
+    )]
+    #[case::a_string(
+        "max-drop = \"50%\"",
+        "sources.app.anomaly.max-drop: expected a number, found string"
+    )]
+    #[case::missing("", "sources.app.anomaly.max-drop: missing (add a fraction in (0, 1]")]
+    #[case::unknown_key(
+        "max-drop = 0.5, max-dorp = 1",
+        "sources.app.anomaly.max-dorp: unknown key (did you mean `max-drop`?"
+    )]
+    fn anomaly_mistakes_name_the_field_and_the_fix(#[case] table: &str, #[case] want: &str) {
+        let text = check(&with_source(&format!(
+            "kind = \"sqlite\"\npath = \"a.db\"\nanomaly = {{ {table} }}"
+        )))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            text.contains(&format!("/set/p.toml: {want}")),
+            "missing `{want}` in:\n{text}"
+        );
+    }
+
+    #[test]
+    fn a_files_source_names_its_entries_as_written() {
+        let set = check(&with_source(
+            "kind = \"files\"\npaths = [\"values/\", \"./k8s/app.yaml\", \"/etc/app.conf\"]",
+        ))
+        .unwrap();
+        let SourceConfig::Files(cfg) = &set.sources["app"].config else {
+            panic!("not files")
+        };
+        let got: Vec<(&str, &Path)> = cfg
+            .paths
+            .iter()
+            .map(|p| (p.name.as_str(), p.path.as_path()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("values", Path::new("/set/values/")),
+                ("k8s/app.yaml", Path::new("/set/./k8s/app.yaml")),
+                ("etc/app.conf", Path::new("/etc/app.conf")),
+            ]
+        );
+    }
+
+    #[rstest::rstest]
+    #[case::missing("", "sources.app.paths: missing or empty (list files and folders")]
+    #[case::empty("paths = []", "sources.app.paths: missing or empty")]
+    #[case::parent(
+        "paths = [\"../secrets\"]",
+        "sources.app.paths[0]: `../secrets`: `..` is not allowed"
+    )]
+    #[case::glob(
+        "paths = [\"k8s/*.yaml\"]",
+        "sources.app.paths[0]: `k8s/*.yaml`: globs are not supported"
+    )]
+    #[case::nothing(
+        "paths = [\".\"]",
+        "sources.app.paths[0]: `.`: names no file or folder"
+    )]
+    #[case::nested(
+        "paths = [\"values\", \"values/a.yaml\"]",
+        "sources.app.paths[1]: `values/a.yaml` is inside `values`"
+    )]
+    #[case::twice(
+        "paths = [\"values\", \"./values/\"]",
+        "sources.app.paths[1]: `./values/` is listed twice"
+    )]
+    #[case::unknown_key(
+        "paths = [\"a\"]\npath = \"b\"",
+        "sources.app.path: unknown key (did you mean `paths`?"
+    )]
+    fn files_mistakes_name_the_field_and_the_fix(#[case] keys: &str, #[case] want: &str) {
+        let text = check(&with_source(&format!("kind = \"files\"\n{keys}")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains(&format!("/set/p.toml: {want}")),
+            "missing `{want}` in:\n{text}"
+        );
     }
 }

@@ -978,3 +978,107 @@ mod tests {
         );
     }
 }
+
+/// Keys of a `files` source.
+pub(crate) const FILES_KEYS: &[&str] = &["paths"];
+
+/// One entry of a `files` source's `paths`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilesPath {
+    /// Its name in the archive and under a restore target: the path as written, without
+    /// a leading `/` or `./` or a trailing `/`.
+    pub name: String,
+    /// Where it is read (relative paths are taken from the policy file's folder).
+    pub path: PathBuf,
+}
+
+/// Files and folders backed up together as one archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilesConfig {
+    /// The files and folders (folders are read recursively), in policy order.
+    pub paths: Vec<FilesPath>,
+}
+
+/// The archive name of a `paths` entry, or why it is refused.
+fn files_entry_name(written: &str) -> Result<String, String> {
+    use std::path::Component;
+    if written.contains(['*', '?', '[']) {
+        return Err(format!(
+            "`{written}`: globs are not supported; list the files or their folder"
+        ));
+    }
+    let mut parts = Vec::new();
+    for c in Path::new(written).components() {
+        match c {
+            Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            Component::ParentDir => {
+                return Err(format!(
+                    "`{written}`: `..` is not allowed (entries are restored under the target folder by this name); move the policy or give an absolute path"
+                ));
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    if parts.is_empty() {
+        return Err(format!(
+            "`{written}`: names no file or folder (name the folders to back up, not the policy folder itself)"
+        ));
+    }
+    Ok(parts.join("/"))
+}
+
+pub(crate) fn read_files(
+    errs: &mut Vec<PolicyError>,
+    f: &mut Fields<'_>,
+    base: &Path,
+) -> Option<FilesConfig> {
+    let written = match f.str_list(errs, "paths") {
+        Some(p) if !p.is_empty() => p,
+        _ => {
+            f.error(
+                errs,
+                "paths",
+                "missing or empty (list files and folders, relative to the policy file, e.g. paths = [\"values/\", \"k8s/app.yaml\"])",
+            );
+            return None;
+        }
+    };
+    let n = errs.len();
+    let mut paths: Vec<FilesPath> = Vec::new();
+    for (i, w) in written.iter().enumerate() {
+        let field = format!("paths[{i}]");
+        let name = match files_entry_name(w) {
+            Ok(name) => name,
+            Err(e) => {
+                f.error(errs, &field, e);
+                continue;
+            }
+        };
+        let inside = |outer: &str, inner: &str| inner.starts_with(&format!("{outer}/"));
+        if paths.iter().any(|p| p.name == name) {
+            f.error(errs, &field, format!("`{w}` is listed twice"));
+            continue;
+        }
+        if let Some(other) = paths
+            .iter()
+            .find(|p| inside(&p.name, &name) || inside(&name, &p.name))
+        {
+            let (inner, outer) = if inside(&other.name, &name) {
+                (w.to_string(), other.name.clone())
+            } else {
+                (other.name.clone(), w.to_string())
+            };
+            f.error(
+                errs,
+                &field,
+                format!("`{inner}` is inside `{outer}`: list it once"),
+            );
+            continue;
+        }
+        paths.push(FilesPath {
+            name,
+            path: base.join(w),
+        });
+    }
+    (errs.len() == n).then_some(FilesConfig { paths })
+}

@@ -635,6 +635,8 @@ impl Store for AzureStore {
                 .map_err(header)?
                 .map(to_chrono)
                 .unwrap_or_default(),
+            // Per-blob immutability is not applied (see the module doc).
+            retain_until: None,
         })
     }
 
@@ -668,6 +670,7 @@ impl Store for AzureStore {
                     key: key.to_string(),
                     size: props.content_length.unwrap_or(0),
                     modified: props.last_modified.map(to_chrono).unwrap_or_default(),
+                    retain_until: None,
                 });
             }
         }

@@ -149,6 +149,7 @@ impl LocalStore {
                         .modified()
                         .map(DateTime::<Utc>::from)
                         .unwrap_or_default(),
+                    retain_until: None,
                 });
             }
         }
@@ -273,6 +274,7 @@ impl Store for LocalStore {
                     .modified()
                     .map(DateTime::<Utc>::from)
                     .unwrap_or_default(),
+                retain_until: None,
             })
         })
         .await

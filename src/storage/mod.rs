@@ -124,6 +124,10 @@ pub struct ObjectMeta {
     pub size: u64,
     /// Last modification.
     pub modified: DateTime<Utc>,
+    /// Object-lock retention: the store refuses to delete the object before this.
+    /// Reported by `head` where the backend has object lock (S3); `None` otherwise and
+    /// in listings.
+    pub retain_until: Option<DateTime<Utc>>,
 }
 
 /// How `put` treats an existing object.

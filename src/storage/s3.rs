@@ -336,6 +336,9 @@ impl Store for S3Store {
             key: key.to_string(),
             size: out.content_length().unwrap_or(0).max(0) as u64,
             modified: chrono_time(out.last_modified()),
+            retain_until: out
+                .object_lock_retain_until_date()
+                .map(|t| chrono_time(Some(t))),
         })
     }
 
@@ -359,6 +362,8 @@ impl Store for S3Store {
                     key: rel.to_string(),
                     size: obj.size().unwrap_or(0).max(0) as u64,
                     modified: chrono_time(obj.last_modified()),
+                    // ListObjectsV2 does not report retention; head does.
+                    retain_until: None,
                 });
             }
         }

@@ -4,6 +4,8 @@ mod catalog;
 mod chain;
 mod common;
 mod crash;
+mod files;
+mod flags;
 mod policy;
 mod prune;
 mod quickstart;

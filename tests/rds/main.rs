@@ -300,6 +300,8 @@ async fn prune_deletes_an_expired_snapshot_and_its_copy_and_nothing_it_did_not_m
     assert_eq!(manual_snapshots(EAST, &instance).await.len(), 4);
     assert_eq!(manual_snapshots(WEST, &instance).await.len(), 2);
 
+    // Prune deletes nothing from a source without a verified backup.
+    env.cmd().args(["verify", "--all"]).assert().success();
     let out = env.cmd().args(["prune", "db"]).output().unwrap();
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let text = stdout(&out);
