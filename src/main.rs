@@ -33,7 +33,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(cli::run(cli)) {
+    let result = runtime.block_on(cli::run(cli));
+    // A blocking read abandoned by a cancelled backup (a stalled source) must not keep
+    // the process alive once the command has finished.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    match result {
         Ok(code) => ExitCode::from(code as u8),
         Err(e) => {
             let code = cli::exit_code(&e);

@@ -117,6 +117,29 @@ impl BackupReport {
     }
 }
 
+/// Await `fut`, or fail as soon as `flag` is set (checked every 100 ms): a blocking
+/// step stuck on a stalled source must not hold up a shutdown. The abandoned step ends
+/// on its own thread when its source gives up.
+async fn until_cancelled<T>(
+    fut: impl std::future::Future<Output = Result<T>>,
+    flag: Option<&Arc<AtomicBool>>,
+) -> Result<T> {
+    let Some(flag) = flag else {
+        return fut.await;
+    };
+    let cancelled = async {
+        while !flag.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    };
+    tokio::select! {
+        r = fut => r,
+        () = cancelled => Err(Error::failed(
+            "backup cancelled (shutdown or lost lease); nothing committed",
+        )),
+    }
+}
+
 /// Back up `source` now.
 pub async fn backup(ctx: &Context, source: &Source, opts: &BackupOptions) -> Result<BackupReport> {
     let started = ctx.clock.now();
@@ -199,9 +222,12 @@ async fn run(
     let snap = {
         let engine = engine.clone();
         let id = id.to_string();
-        blocking(move || engine.snapshot_as(&id, &spool, &|| clock.now()))
-            .await
-            .map_err(|e| e.context(format!("source {}", source.name)))?
+        until_cancelled(
+            blocking(move || engine.snapshot_as(&id, &spool, &|| clock.now())),
+            opts_in.cancel.as_ref(),
+        )
+        .await
+        .map_err(|e| e.context(format!("source {}", source.name)))?
     };
     let promised = snap.content_sha256().map(str::to_string);
     if let Some(sha) = &promised
@@ -291,11 +317,30 @@ async fn run(
         }),
         None => snap.reader,
     };
-    let produced = blocking(move || pipeline::produce(reader, senders, opts, progress)).await;
+    let produced = until_cancelled(
+        blocking(move || pipeline::produce(reader, senders, opts, progress)),
+        opts_in.cancel.as_ref(),
+    )
+    .await;
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
     let _ = done_tx.send(Some(produced.is_ok()));
+    if let Err(e) = &produced
+        && opts_in
+            .cancel
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::SeqCst))
+    {
+        // The reader may be stuck (a stalled source): do not wait for it or for its
+        // counts; the uploads abort on the verdict just sent.
+        for (_, _, task) in tasks.iter_mut() {
+            if let Some(t) = task.take() {
+                let _ = t.await;
+            }
+        }
+        return Err(Error::failed(e.to_string()).context(format!("source {}", source.name)));
+    }
     // The stream is complete (or failed): counts still being taken end now.
     let counted = {
         let pending = pending_counts.take().expect("taken once");

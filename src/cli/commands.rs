@@ -589,6 +589,7 @@ pub async fn schedule(
     for name in ctx.policies.sources.keys() {
         if let Some(b) = ctx.catalog.backups(Some(name), None)?.first() {
             metrics.set_last_success(name, b.manifest.started_at, b.manifest.raw.size);
+            metrics.set_anomaly(name, !b.manifest.anomalies.is_empty());
         }
     }
     let job = std::sync::Arc::new(

@@ -151,6 +151,11 @@ pub async fn upload(
     finished: impl std::future::Future<Output = bool>,
     after_part: impl Fn(usize),
 ) -> Result<DestinationUpload> {
+    // The verdict on the stream may come before the input ends: a failed or cancelled
+    // source whose reader is stuck never closes the channel, so the upload must not
+    // wait for it before aborting.
+    let mut finished = std::pin::pin!(finished);
+    let mut verdict: Option<bool> = None;
     let result: std::result::Result<DestinationUpload, StorageError> = async {
         let mut buf = BytesMut::with_capacity(part_size);
         let mut chunks = Vec::new();
@@ -186,6 +191,12 @@ pub async fn upload(
                         None => input_done = true,
                     }
                 }
+                v = &mut finished, if verdict.is_none() => {
+                    verdict = Some(v);
+                    if !v {
+                        break;
+                    }
+                }
             }
         }
         Ok(DestinationUpload {
@@ -195,8 +206,13 @@ pub async fn upload(
         })
     }
     .await;
+    let ok = match verdict {
+        Some(v) => v,
+        None if result.is_ok() => finished.await,
+        None => false,
+    };
     match result {
-        Ok(mut done) if finished.await => {
+        Ok(mut done) if ok => {
             let receipt = up.complete(done.chunks.len()).await?;
             done.provider_checksum = receipt.provider_checksum;
             Ok(done)

@@ -90,10 +90,13 @@ impl Job for BackupJob {
                 finished: outcome.finished,
                 bytes: report.as_ref().map_or(0, |r| r.raw_size),
             });
+            // Unchanged content skipped is as fresh as a new backup: the repository
+            // holds the data as it is now.
             if let Some(r) = &report
-                && r.destinations.iter().any(|d| d.committed)
+                && (r.skipped.is_some() || r.destinations.iter().any(|d| d.committed))
             {
                 m.set_last_success(source, r.started_at, r.raw_size);
+                m.set_anomaly(source, !r.anomalies.is_empty());
             }
         }
         outcome
@@ -184,6 +187,11 @@ impl BackupJob {
             }
             Err(e) => return Err(e),
         };
+        if let Some(why) = &report.skipped {
+            outcome.result = RunResult::Skipped;
+            outcome.detail = why.clone();
+            return Ok(Some(report));
+        }
         outcome.backup_id = Some(report.backup_id.clone());
         outcome.result = match report.failure() {
             None => RunResult::Success,
