@@ -61,6 +61,7 @@ pub fn policy_check(g: &Global, path: &Path) -> anyhow::Result<i32> {
                         "name": s.name,
                         "kind": s.config.kind(),
                         "schedule": s.schedule.as_ref().map(|x| x.text()),
+                        "timezone": s.schedule.as_ref().and_then(|x| x.timezone()).map(|z| z.to_string()),
                         "rpo": s.rpo.map(format_duration),
                         "destinations": s.destinations,
                         "next-runs": next,
@@ -76,7 +77,11 @@ pub fn policy_check(g: &Global, path: &Path) -> anyhow::Result<i32> {
                 for (s, next) in &sources {
                     let when = match &s.schedule {
                         Some(sch) => {
-                            format!("schedule \"{}\", next: {}", sch.text(), next.join(", "))
+                            let tz = sch
+                                .timezone()
+                                .map(|z| format!(" in {z}"))
+                                .unwrap_or_default();
+                            format!("schedule \"{}\"{tz}, next: {}", sch.text(), next.join(", "))
                         }
                         None => "no schedule (on demand only)".into(),
                     };

@@ -1216,6 +1216,69 @@ mod tests {
     }
 
     #[test]
+    fn scheduler_settings_timezone_and_jitter_are_read_and_checked() {
+        let set = check(
+            r#"
+            [scheduler]
+            max-concurrent = 3
+            lease-ttl = "30s"
+            [repositories.local]
+            url = "file:./repo"
+            [sources.app]
+            kind = "sqlite"
+            path = "app.db"
+            schedule = "30 2 * * *"
+            timezone = "Europe/Berlin"
+            jitter = "30s"
+            destinations = ["local"]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(set.scheduler.max_concurrent, 3);
+        assert_eq!(set.scheduler.lease_ttl, Duration::seconds(30));
+        assert_eq!(set.scheduler.grace_period, Duration::minutes(5));
+        let app = &set.sources["app"];
+        assert_eq!(app.jitter, Some(Duration::seconds(30)));
+        assert_eq!(
+            app.schedule.as_ref().unwrap().timezone(),
+            Some(chrono_tz::Europe::Berlin)
+        );
+
+        let errs = check(
+            r#"
+            [scheduler]
+            max-concurrent = 0
+            lease-ttl = "1s"
+            lease = "5m"
+            [repositories.local]
+            url = "file:./repo"
+            [sources.app]
+            kind = "sqlite"
+            path = "app.db"
+            schedule = "@hourly"
+            timezone = "Mars/Olympus"
+            destinations = ["local"]
+            [sources.ondemand]
+            kind = "sqlite"
+            path = "b.db"
+            jitter = "10s"
+            destinations = ["local"]
+            "#,
+        )
+        .unwrap_err()
+        .to_string();
+        for want in [
+            "scheduler.max-concurrent: must be between 1 and 64",
+            "scheduler.lease-ttl: must be at least 2s",
+            "scheduler.lease: unknown key (did you mean `lease-ttl`?",
+            "sources.app.timezone: `Mars/Olympus` is not an IANA time zone name",
+            "sources.ondemand.jitter: given without a schedule",
+        ] {
+            assert!(errs.contains(want), "missing `{want}` in:\n{errs}");
+        }
+    }
+
+    #[test]
     fn every_mistake_is_reported_with_file_and_field() {
         let errs = check(
             r#"

@@ -91,7 +91,10 @@ fn every_shipped_policy_set_is_valid_and_shows_next_runs() {
         }
         checked += 1;
     }
-    assert!(checked >= 1, "no policy set found under {root}");
+    assert!(
+        checked >= 2,
+        "expected policies/local and policies/bizra under {root}"
+    );
 }
 
 #[test]
@@ -144,4 +147,59 @@ destinations = ["r"]
             "2026-12-07 03:00:00Z"
         ])
     );
+}
+
+#[test]
+fn the_runbooks_matrix_validates_without_credentials() {
+    let set = format!("{}/policies/bizra", env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = Command::cargo_bin("lifeboat").unwrap();
+    // Validation does no I/O: no cloud credential and no secret is needed.
+    for var in [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_PROFILE",
+        "AZURE_STORAGE_KEY",
+        "AZURE_STORAGE_SAS_TOKEN",
+        "NEO4J_PASSWORD",
+        "REDIS_PASSWORD",
+        "PGPASSWORD_BIZRA",
+    ] {
+        cmd.env_remove(var);
+    }
+    let out = cmd
+        .args(["--json", "policy", "check"])
+        .arg(&set)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sources = v["sources"].as_array().unwrap();
+    let by_name = |n: &str| {
+        sources
+            .iter()
+            .find(|s| s["name"] == n)
+            .unwrap_or_else(|| panic!("no source {n}"))
+    };
+    for (name, kind, schedule) in [
+        ("neo4j", "neo4j", "0 * * * *"),
+        ("redis", "redis", "*/5 * * * *"),
+        ("faiss", "faiss", "30 2 * * *"),
+        ("config", "files", "*/15 * * * *"),
+        ("postgres", "postgres", "0 */3 * * *"),
+        ("rds", "rds", "0 4 * * *"),
+        ("hive", "sqlite", "@hourly"),
+    ] {
+        let s = by_name(name);
+        assert_eq!(s["kind"], kind, "{name}");
+        assert_eq!(s["schedule"], schedule, "{name}");
+        // S3 primary first, Azure Blob secondary.
+        assert_eq!(
+            s["destinations"],
+            serde_json::json!(["s3", "azure"]),
+            "{name}"
+        );
+    }
+    assert_eq!(by_name("hive")["timezone"], "Europe/Berlin");
+    assert_eq!(sources.len(), 7);
 }
