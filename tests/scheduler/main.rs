@@ -487,3 +487,59 @@ retention = {{ keep-last = 1 }}
             .any(|r| r["source"] == "app" && r["verified"] == true)
     );
 }
+
+#[test]
+fn sighup_refuses_an_invalid_policy_set_and_switches_to_a_valid_one() {
+    let env = Env::new(
+        r#"
+[sources.a]
+kind = "sqlite"
+path = "DIR/a.db"
+schedule = "0 3 * * *"
+destinations = ["local"]
+"#,
+        "",
+    );
+    make_db(&env.dir.path().join("a.db"), 10);
+    make_db(&env.dir.path().join("b.db"), 20);
+    let policy = env.policies.join("lifeboat.toml");
+    let good = std::fs::read_to_string(&policy).unwrap();
+    let mut daemon = env
+        .cmd()
+        .arg("schedule")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Never backed up: `a` runs at start.
+    wait_for("the first backup of a", Duration::from_secs(30), || {
+        env.manifests("a") == 1
+    });
+    // A broken set is refused and the daemon goes on with the old one.
+    std::fs::write(&policy, format!("{good}\n[sources.b]\nkind = \"sqlite\"\n")).unwrap();
+    signal(&daemon, "-HUP");
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(daemon.try_wait().unwrap().is_none(), "the daemon stopped");
+    // A valid set with a new source on a seconds schedule: it starts running.
+    std::fs::write(
+        &policy,
+        format!(
+            "{good}\n[sources.b]\nkind = \"sqlite\"\npath = \"{}\"\nschedule = \"*/2 * * * * *\"\ndestinations = [\"local\"]\n",
+            env.dir.path().join("b.db").display()
+        ),
+    )
+    .unwrap();
+    signal(&daemon, "-HUP");
+    wait_for(
+        "a backup of the new source",
+        Duration::from_secs(30),
+        || env.manifests("b") >= 1,
+    );
+    signal(&daemon, "-TERM");
+    let status = wait_exit(&mut daemon, Duration::from_secs(30));
+    let err = stderr_of(daemon);
+    assert!(status.success(), "{err}");
+    assert!(err.contains("reload refused"), "{err}");
+    assert!(err.contains("sources.b.path: missing"), "{err}");
+    assert_eq!(env.manifests("a"), 1);
+}
