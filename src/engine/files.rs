@@ -15,16 +15,17 @@
 use super::counts::{self, Counts};
 use super::spool::Spool;
 use super::{CONTENT_SHA256, Engine, RestoreOutcome, Snapshot};
+use crate::engine::stamp::Stamp;
 use crate::error::{Error, Result};
 use crate::pipeline::read_error;
 use crate::policy::FilesConfig;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
-use std::fs::{self, File, Metadata, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::path::{Component, Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// The mode every archived file gets (and is restored with).
 const MODE: u32 = 0o644;
@@ -44,33 +45,6 @@ impl FilesEngine {
             cfg,
             attempts: 3,
             pause: Duration::from_millis(250),
-        }
-    }
-}
-
-/// What is recorded of a file before and after the copy.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Stamp {
-    len: u64,
-    modified: Option<SystemTime>,
-    dev: u64,
-    ino: u64,
-}
-
-impl Stamp {
-    fn of(m: &Metadata) -> Self {
-        #[cfg(unix)]
-        let (dev, ino) = {
-            use std::os::unix::fs::MetadataExt;
-            (m.dev(), m.ino())
-        };
-        #[cfg(not(unix))]
-        let (dev, ino) = (0, 0);
-        Stamp {
-            len: m.len(),
-            modified: m.modified().ok(),
-            dev,
-            ino,
         }
     }
 }
@@ -659,7 +633,7 @@ mod tests {
         // Touching times and modes changes nothing; changing a byte does.
         let p = f.src().join("values/base.yaml");
         let file = File::options().write(true).open(&p).unwrap();
-        file.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(12345))
+        file.set_modified(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(12345))
             .unwrap();
         #[cfg(unix)]
         {

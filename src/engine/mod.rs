@@ -2,6 +2,7 @@
 //! byte stream plus integrity counts, and restores such a stream into a target through
 //! a staging copy that is swapped in only after its counts match.
 
+pub(crate) mod child;
 pub mod counts;
 pub mod faiss;
 pub mod file;
@@ -13,6 +14,7 @@ pub mod rds;
 pub mod redis;
 pub mod spool;
 pub mod sqlite;
+pub(crate) mod stamp;
 
 use crate::error::{Error, Result};
 use crate::policy::{Source, SourceConfig};

@@ -21,6 +21,7 @@
 
 use super::header::{self, HeaderError, Kind};
 use crate::engine::spool::Spool;
+use crate::engine::stamp::Stamp;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -86,49 +87,6 @@ pub struct SpoolFile {
 impl Read for SpoolFile {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.file.read(buf)
-    }
-}
-
-/// What is recorded of a file before and after the copy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
-    len: u64,
-    modified: Option<SystemTime>,
-    dev: u64,
-    ino: u64,
-}
-
-impl Stamp {
-    fn of(m: &Metadata) -> Self {
-        #[cfg(unix)]
-        let (dev, ino) = {
-            use std::os::unix::fs::MetadataExt;
-            (m.dev(), m.ino())
-        };
-        #[cfg(not(unix))]
-        let (dev, ino) = (0, 0);
-        Stamp {
-            len: m.len(),
-            modified: m.modified().ok(),
-            dev,
-            ino,
-        }
-    }
-
-    /// How `later` differs, in words.
-    fn change(&self, later: &Stamp) -> Option<String> {
-        if (self.dev, self.ino) != (later.dev, later.ino) {
-            Some("it was replaced by another file".into())
-        } else if self.len != later.len {
-            Some(format!(
-                "its size went from {} to {} bytes",
-                self.len, later.len
-            ))
-        } else if self.modified != later.modified {
-            Some("its modification time changed".into())
-        } else {
-            None
-        }
     }
 }
 

@@ -1,18 +1,14 @@
 //! The `post-restore` command: run after the restored files are in place, with a
 //! timeout, its output captured for the log and for the error message.
 
+use crate::engine::child::{capture, collect};
 use crate::error::{Error, Result};
-use std::io::Read;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 /// Output kept per stream: the end of it, where the reason for a failure usually is.
 const KEEP: usize = 64 << 10;
-/// How long to wait for the output after the command ended or was killed: a child it
-/// started may still hold its pipes open, and must not hold up the restore.
-const DRAIN: Duration = Duration::from_secs(2);
 
 /// What the command did.
 #[derive(Debug)]
@@ -23,34 +19,6 @@ pub struct HookOutcome {
     pub stdout: String,
     /// End of its standard error.
     pub stderr: String,
-}
-
-/// Read a stream to its end on a thread, keeping its last [`KEEP`] bytes.
-fn capture(mut r: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut kept = Vec::new();
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = r.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            kept.extend_from_slice(&buf[..n]);
-            if kept.len() > 2 * KEEP {
-                kept.drain(..kept.len() - KEEP);
-            }
-        }
-        if kept.len() > KEEP {
-            kept.drain(..kept.len() - KEEP);
-        }
-        let _ = tx.send(kept);
-    });
-    rx
-}
-
-fn collect(rx: &mpsc::Receiver<Vec<u8>>) -> String {
-    let bytes = rx.recv_timeout(DRAIN).unwrap_or_default();
-    String::from_utf8_lossy(&bytes).trim_end().to_string()
 }
 
 /// Wait for `child` until `deadline`; `None` when it is still running then.
@@ -100,8 +68,8 @@ pub fn run(argv: &[String], dir: &Path, timeout: Duration) -> Result<HookOutcome
                 "{after} could not start: {e} (check `post-restore` in the source's policy)"
             ))
         })?;
-    let out = capture(child.stdout.take().expect("piped"));
-    let err = capture(child.stderr.take().expect("piped"));
+    let out = capture(child.stdout.take().expect("piped"), KEEP);
+    let err = capture(child.stderr.take().expect("piped"), KEEP);
     let started = Instant::now();
     let status = wait_until(&mut child, started + timeout)
         .map_err(|e| Error::io(format!("waiting for post-restore command `{shown}`"), e))?;

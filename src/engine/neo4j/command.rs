@@ -2,6 +2,7 @@
 //! `stop` and `start` commands, and the wrapper's file commands. Their stderr is kept
 //! for error messages; bounded work runs under a timeout.
 
+use crate::engine::child::{capture, collect};
 use crate::error::{Error, Result};
 use std::io::{self, Read, Write};
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
@@ -10,43 +11,11 @@ use std::time::{Duration, Instant};
 
 /// Output kept per stream: the end of it, where the reason for a failure usually is.
 const KEEP: usize = 16 << 10;
-/// How long to wait for a stream's end after its process ended or was killed: a child
-/// it started may hold the pipe open and must not hold up the run.
-const DRAIN: Duration = Duration::from_secs(2);
 
 /// A command line as shown in messages (it never holds a secret: the password only
 /// travels in HTTP headers).
 pub(super) fn shown(argv: &[String]) -> String {
     argv.join(" ")
-}
-
-/// Read a stream to its end on a thread, keeping its last [`KEEP`] bytes.
-fn capture(mut r: impl Read + Send + 'static) -> mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut kept = Vec::new();
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = r.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            kept.extend_from_slice(&buf[..n]);
-            if kept.len() > 2 * KEEP {
-                kept.drain(..kept.len() - KEEP);
-            }
-        }
-        if kept.len() > KEEP {
-            kept.drain(..kept.len() - KEEP);
-        }
-        let _ = tx.send(kept);
-    });
-    rx
-}
-
-/// What a captured stream held, once its writer is gone (or after [`DRAIN`]).
-fn collect(rx: &mpsc::Receiver<Vec<u8>>) -> String {
-    let bytes = rx.recv_timeout(DRAIN).unwrap_or_default();
-    String::from_utf8_lossy(&bytes).trim().to_string()
 }
 
 /// The last lines of a command's stderr, for an error message.
@@ -102,8 +71,8 @@ fn wait_until(child: &mut Child, deadline: Option<Instant>) -> io::Result<Option
 pub(super) fn run(argv: &[String], timeout: Option<Duration>, key: &str) -> Result<String> {
     let started = Instant::now();
     let mut child = spawn(argv, Stdio::null(), Stdio::piped(), key)?;
-    let out = capture(child.stdout.take().expect("piped"));
-    let err = capture(child.stderr.take().expect("piped"));
+    let out = capture(child.stdout.take().expect("piped"), KEEP);
+    let err = capture(child.stderr.take().expect("piped"), KEEP);
     let status = wait_until(&mut child, timeout.map(|t| started + t))
         .map_err(|e| Error::io(format!("waiting for `{}`", shown(argv)), e))?;
     let Some(status) = status else {
@@ -134,7 +103,7 @@ pub(super) fn run(argv: &[String], timeout: Option<Duration>, key: &str) -> Resu
 /// finishes on a truncated input, and keeps its error kind.
 pub(super) fn feed(argv: &[String], stream: &mut dyn Read, key: &str) -> Result<()> {
     let mut child = spawn(argv, Stdio::piped(), Stdio::null(), key)?;
-    let err = capture(child.stderr.take().expect("piped"));
+    let err = capture(child.stderr.take().expect("piped"), KEEP);
     let mut stdin = child.stdin.take().expect("piped");
     let mut buf = vec![0u8; 1 << 20];
     let mut refused = None;
@@ -200,7 +169,7 @@ impl ChildReader {
                 });
             }
         };
-        let stderr = capture(child.stderr.take().expect("piped"));
+        let stderr = capture(child.stderr.take().expect("piped"), KEEP);
         let stdout = child.stdout.take().expect("piped");
         Ok(ChildReader {
             child,
