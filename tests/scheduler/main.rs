@@ -246,11 +246,17 @@ destinations = ["local"]
         let pipe = pipe.clone();
         std::thread::spawn(move || {
             let mut f = std::fs::OpenOptions::new().write(true).open(&pipe).unwrap();
-            f.write_all(&vec![7u8; 3 << 20]).unwrap();
+            let _ = f.write_all(&vec![7u8; 3 << 20]);
         })
     };
     let out = env.cmd().args(["schedule", "--once"]).output().unwrap();
-    writer.join().unwrap();
+    if !writer.is_finished() {
+        // The run never read the pipe (it failed first): open the other end so the
+        // writer is released and the assertion below reports why.
+        let pipe = pipe.clone();
+        std::thread::spawn(move || drop(std::fs::File::open(&pipe)));
+    }
+    let _ = writer.join();
     assert!(
         out.status.success(),
         "{}{}",
