@@ -579,6 +579,13 @@ pub async fn schedule(
     }
     let newest = newest_starts(&ctx)?;
     let plans = scheduler::plans(&ctx.policies);
+    if plans.is_empty() {
+        return Err(Error::bad_input(format!(
+            "no source of {} has a schedule: add schedule = \"0 3 * * *\" (crontab) to the sources to run",
+            path.display()
+        ))
+        .into());
+    }
     let daemon = Daemon {
         clock: ctx.clock.clone(),
         max_concurrent: max_concurrent.unwrap_or(ctx.policies.scheduler.max_concurrent),

@@ -549,3 +549,25 @@ destinations = ["local"]
     assert!(err.contains("sources.b.path: missing"), "{err}");
     assert_eq!(env.manifests("a"), 1);
 }
+
+#[test]
+fn a_policy_set_without_any_schedule_is_refused() {
+    let env = Env::new(
+        r#"
+[sources.a]
+kind = "sqlite"
+path = "DIR/a.db"
+destinations = ["local"]
+"#,
+        "",
+    );
+    for args in [&["schedule", "--once"][..], &["schedule"][..]] {
+        let out = env.cmd().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("has a schedule"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
