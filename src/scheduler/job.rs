@@ -114,8 +114,7 @@ impl BackupJob {
     ) -> Result<Option<crate::backup::run::BackupReport>> {
         let src = ctx.policies.source(source)?.clone();
         let ttl = ctx.policies.scheduler.lease_ttl;
-        let store = ctx.store(&src.destinations[0])?;
-        let lease = Lease::acquire(store, source, &self.holder, ttl, ctx.clock.now()).await?;
+        let lease = self.lease(ctx, &src, ttl).await?;
         // Renew in the background; a lost lease cancels the backup.
         let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
         let renewer = {
@@ -146,6 +145,31 @@ impl BackupJob {
             lease.release(ctx.clock.now()).await;
         }
         result
+    }
+
+    /// The source's lease, in its first destination; when that repository cannot be
+    /// reached, in the next one, so an outage of the primary does not stop backups to
+    /// the others (two hosts that see different outages may then both run: duplicate
+    /// work, never lost data).
+    async fn lease(
+        &self,
+        ctx: &Arc<Context>,
+        src: &crate::policy::Source,
+        ttl: chrono::Duration,
+    ) -> Result<Lease> {
+        let mut last = None;
+        for dest in &src.destinations {
+            let store = ctx.store(dest)?;
+            match Lease::acquire(store, &src.name, &self.holder, ttl, ctx.clock.now()).await {
+                Ok(l) => return Ok(l),
+                Err(e) if e.kind() == ErrorKind::Locked => return Err(e),
+                Err(e) => {
+                    warn!(source = %src.name, repository = %dest, error = %e, "cannot take the lease here; trying the next destination");
+                    last = Some(e);
+                }
+            }
+        }
+        Err(last.expect("a source has at least one destination"))
     }
 
     async fn under_lease(

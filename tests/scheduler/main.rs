@@ -571,3 +571,31 @@ destinations = ["local"]
         );
     }
 }
+
+#[test]
+fn an_unreachable_first_repository_moves_the_lease_to_the_next() {
+    let env = Env::new(
+        r#"
+[repositories.broken]
+url = "file:///dev/null/repository"
+
+[sources.a]
+kind = "sqlite"
+path = "DIR/a.db"
+schedule = "0 3 * * *"
+destinations = ["broken", "local"]
+"#,
+        "",
+    );
+    make_db(&env.dir.path().join("a.db"), 10);
+    let out = env.cmd().args(["schedule", "--once"]).output().unwrap();
+    // Committed on `local` only: a partial run.
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.manifests("a"), 1);
+    assert!(!files_under(&env.repo.join("_leases").join("a")).is_empty());
+}
