@@ -12,6 +12,9 @@
 //! removed at the end, also after a failure.
 
 pub mod plan;
+pub mod report;
+pub mod runner;
+pub mod step;
 
 use serde::{Deserialize, Serialize};
 
