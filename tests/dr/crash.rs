@@ -1,0 +1,95 @@
+//! Crash at every failpoint of a run, then `dr resume`: the run completes and every side
+//! effect happened exactly once.
+
+use crate::common::{Env, count, inode, stderr, step};
+
+#[test]
+fn crash_at_every_failpoint_then_resume_makes_each_effect_once() {
+    let steps = ["first", "restore", "check", "last"];
+    for id in steps {
+        for point in ["before-effect", "after-effect"] {
+            let fp = format!("dr.step.{id}.{point}");
+            let env = Env::new();
+            let target = env.dir.path().join("restored.db");
+            env.plan(
+                "crashy",
+                &format!(
+                    r#"
+name = "crashy"
+rto = "5m"
+rpo = "1h"
+
+[[steps]]
+id = "first"
+kind = "command"
+argv = ["python3", "{append}", "{log}", "first"]
+drill = "skip"
+
+[[steps]]
+id = "restore"
+kind = "restore"
+after = ["first"]
+source = "hive"
+target = "{target}"
+
+[[steps]]
+id = "check"
+kind = "integrity"
+after = ["restore"]
+of = "restore"
+
+[[steps]]
+id = "last"
+kind = "command"
+after = ["check"]
+argv = ["python3", "{append}", "{log}", "last"]
+drill = "skip"
+"#,
+                    append = env.script("append.py"),
+                    log = env.log.display(),
+                    target = target.display()
+                ),
+            );
+            env.backup();
+            let out = env
+                .cmd()
+                .args(["dr", "run", "crashy"])
+                .env("LIFEBOAT_FAILPOINT", &fp)
+                .output()
+                .unwrap();
+            assert!(!out.status.success(), "{fp}: the run should have aborted");
+            assert!(
+                stderr(&out).contains(&format!("failpoint {fp} reached")),
+                "{fp}: {}",
+                stderr(&out)
+            );
+            let (_, status, _) = env.json(&["dr", "status"]);
+            assert_eq!(status["status"], "running", "{fp}");
+            let run = status["run-id"].as_str().unwrap().to_string();
+            // The restored file as the crash left it: a resume must not restore again.
+            let restored_before = target.exists().then(|| inode(&target));
+            let (code, r, err) = env.json(&["dr", "resume", &run]);
+            assert_eq!(code, Some(0), "{fp}: {r:#}\n{err}");
+            assert_eq!(r["status"], "succeeded", "{fp}");
+            assert_eq!(
+                env.log_lines(),
+                ["first", "last"],
+                "{fp}: each command ran once"
+            );
+            assert_eq!(count(&target, "users"), 3, "{fp}");
+            if let Some(ino) = restored_before {
+                assert_eq!(inode(&target), ino, "{fp}: the restore was repeated");
+            }
+            let restore_done_before_crash = steps.iter().position(|s| *s == id).unwrap() > 1
+                || (id == "restore" && point == "after-effect");
+            assert_eq!(restored_before.is_some(), restore_done_before_crash, "{fp}");
+            let attempts = step(&r, "restore")["attempts"].as_u64().unwrap();
+            let expected = if fp == "dr.step.restore.before-effect" {
+                2
+            } else {
+                1
+            };
+            assert_eq!(attempts, expected, "{fp}");
+        }
+    }
+}
