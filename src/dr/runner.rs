@@ -75,11 +75,15 @@ impl View {
         match &self.bars {
             Some((_, bars)) => {
                 if let Some(bar) = bars.get(step) {
-                    let msg = if detail.is_empty() {
+                    let mut msg = if detail.is_empty() {
                         event.to_string()
                     } else {
                         format!("{event}: {detail}")
                     };
+                    // One line per step: a wrapped line would break the redraw.
+                    if msg.chars().count() > 90 {
+                        msg = msg.chars().take(89).chain(['…']).collect();
+                    }
                     bar.set_message(msg);
                     if event == state::RUNNING {
                         bar.enable_steady_tick(Duration::from_millis(120));
