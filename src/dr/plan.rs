@@ -1097,29 +1097,16 @@ restores-service = true
     }
 
     #[test]
-    fn the_shipped_node_plan_is_valid() {
-        let set = PolicySet::from_texts(
-            PathBuf::from("/p"),
-            &[(
-                PathBuf::from("/p/bizra.toml"),
-                r#"
-[repositories.local]
-url = "file:///tmp/r"
-[sources.hive]
-kind = "sqlite"
-path = "data/hive.db"
-schedule = "@hourly"
-rpo = "1h"
-destinations = ["local"]
-"#
-                .into(),
-            )],
-        )
-        .unwrap();
-        let text = include_str!("../../policies/bizra/dr/node0-sqlite.toml");
-        let p = plan_from_text(&set, Path::new("node0-sqlite.toml"), text)
-            .map_err(|e| format!("{e:?}"))
-            .unwrap();
+    fn the_shipped_node_plan_is_valid_in_the_bizra_set() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/bizra");
+        let set = PolicySet::load(&root).unwrap();
+        let plans = load_plans(&set).unwrap();
+        let p = plans
+            .iter()
+            .find(|p| p.name == "node0-sqlite")
+            .expect("policies/bizra/dr/node0-sqlite.toml");
         assert_eq!((p.rto_secs, p.rpo_secs), (300, 3600));
+        let ids: Vec<&str> = p.steps.iter().map(|s| s.id.as_str()).collect();
+        assert_eq!(ids, ["scale-down", "restore-hive", "integrity", "scale-up"]);
     }
 }

@@ -116,3 +116,24 @@ fn the_shipped_node_plan_checks_clean_in_a_set_that_declares_hive() {
         stdout(&out)
     );
 }
+
+#[test]
+fn the_bizra_set_checks_clean_with_its_node_plan() {
+    let set = format!("{}/policies/bizra", env!("CARGO_MANIFEST_DIR"));
+    let out = assert_cmd::Command::cargo_bin("lifeboat")
+        .unwrap()
+        .env_remove("LIFEBOAT_POLICIES")
+        .args(["--json", "policy", "check"])
+        .arg(&set)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plans = v["dr-plans"].as_array().unwrap();
+    assert!(
+        plans
+            .iter()
+            .any(|p| p["name"] == "node0-sqlite" && p["rto"] == "5m" && p["rpo"] == "1h"),
+        "{v:#}"
+    );
+}
