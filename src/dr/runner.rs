@@ -215,6 +215,15 @@ fn plan_sources(plan: &Plan) -> Vec<String> {
 /// Start a run (or drill) of `plan`.
 pub async fn start(ctx: Arc<Context>, plan: Plan, opts: RunOptions) -> Result<DrReport> {
     let now = ctx.clock.now();
+    if let Some(t) = opts.incident_start
+        && t > now
+    {
+        return Err(Error::bad_input(format!(
+            "--incident-start {}: in the future (now is {}); the incident began before its recovery",
+            t.to_rfc3339(),
+            now.to_rfc3339()
+        )));
+    }
     let run_id = new_run_id(&plan.name, now);
     reconcile::reconcile_sources(&ctx, &plan_sources(&plan)).await?;
     let row = DrRunRow {

@@ -4,6 +4,7 @@ mod common;
 mod crash;
 mod drill;
 mod run;
+mod steps;
 #[path = "../support/util.rs"]
 mod util;
 mod validation;
