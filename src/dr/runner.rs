@@ -423,14 +423,27 @@ fn recover(run: &Run) -> Result<()> {
                             "recovered: the effect completed before the interruption",
                         )?;
                     }
-                    Err(_) => {
-                        row.state = state::PENDING.into();
-                        run.checkpoint(
-                            row,
-                            state::PENDING,
-                            "interrupted before its effect completed: runs again",
-                        )?;
-                    }
+                    Err(_) => match restored_before_journal(run, &row)? {
+                        Some(outputs) => {
+                            row.state = state::SUCCEEDED.into();
+                            row.outputs =
+                                serde_json::to_string(&outputs).expect("outputs serialise");
+                            row.finished_at = Some(run.ctx.clock.now());
+                            run.checkpoint(
+                                row,
+                                state::SUCCEEDED,
+                                "recovered: the restore target appeared before the interruption",
+                            )?;
+                        }
+                        None => {
+                            row.state = state::PENDING.into();
+                            run.checkpoint(
+                                row,
+                                state::PENDING,
+                                "interrupted before its effect completed: runs again",
+                            )?;
+                        }
+                    },
                 }
             }
             state::WAITING if run.yes => {
@@ -441,6 +454,45 @@ fn recover(run: &Run) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A restore interrupted after its swap but before its journal file was written: the
+/// swap is atomic, so a target that did not exist before and exists now is the restored
+/// backup whole. Its outputs are rebuilt from the effect and the catalog, so that the
+/// restore is not made a second time (which would also be refused: the target is no
+/// longer empty).
+fn restored_before_journal(run: &Run, row: &DrStepRow) -> Result<Option<BTreeMap<String, String>>> {
+    let effect: Effect = serde_json::from_str(&row.effect).unwrap_or_default();
+    let (Some(source), Some(target), Some(backup)) =
+        (&effect.source, &effect.target, &effect.backup_id)
+    else {
+        return Ok(None);
+    };
+    if effect.kind != "restore"
+        || effect.target_existed != Some(false)
+        || !Path::new(target).exists()
+    {
+        return Ok(None);
+    }
+    let Some(b) = run
+        .ctx
+        .catalog
+        .backups(Some(source), None)?
+        .into_iter()
+        .find(|b| &b.manifest.backup_id == backup)
+    else {
+        return Ok(None);
+    };
+    Ok(Some(BTreeMap::from([
+        ("target".to_string(), target.clone()),
+        ("backup-id".to_string(), backup.clone()),
+        (
+            "consistency-point".to_string(),
+            b.manifest.consistency_point.to_rfc3339(),
+        ),
+        ("repository".to_string(), b.manifest.repository.clone()),
+        ("source".to_string(), source.clone()),
+    ])))
 }
 
 fn write_journal(path: &Path, outputs: &BTreeMap<String, String>) -> Result<()> {

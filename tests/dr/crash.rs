@@ -93,3 +93,51 @@ drill = "skip"
         }
     }
 }
+
+/// The window the failpoints cannot reach, between a restore's swap and its journal
+/// file: the target that did not exist before is there whole, so resume adopts it.
+#[test]
+fn a_restore_interrupted_before_its_journal_is_not_made_twice() {
+    let env = Env::new();
+    let target = env.dir.path().join("restored.db");
+    env.plan(
+        "one",
+        &format!(
+            r#"
+name = "one"
+rto = "5m"
+rpo = "1h"
+
+[[steps]]
+id = "restore"
+kind = "restore"
+source = "hive"
+target = "{target}"
+"#,
+            target = target.display()
+        ),
+    );
+    env.backup();
+    let out = env
+        .cmd()
+        .args(["dr", "run", "one"])
+        .env("LIFEBOAT_FAILPOINT", "dr.step.restore.after-effect")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let (_, status, _) = env.json(&["dr", "status"]);
+    let run = status["run-id"].as_str().unwrap().to_string();
+    // As if the process had died a moment earlier, before the journal was written.
+    let journal = env
+        .policies
+        .join(".lifeboat/dr")
+        .join(&run)
+        .join("restore.done.json");
+    std::fs::remove_file(&journal).unwrap();
+    let ino = inode(&target);
+    let (code, r, err) = env.json(&["dr", "resume", &run]);
+    assert_eq!(code, Some(0), "{r:#}\n{err}");
+    assert_eq!(inode(&target), ino, "the restore was made again");
+    assert_eq!(step(&r, "restore")["attempts"], 1);
+    assert!(step(&r, "restore")["outputs"]["consistency-point"].is_string());
+}
