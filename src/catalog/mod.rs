@@ -412,6 +412,17 @@ impl Catalog {
         .transpose()
     }
 
+    /// Unfinished (running or waiting) DR runs of `plan` in `mode`, newest first.
+    pub fn dr_unfinished(&self, plan: &str, mode: &str) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT run_id FROM dr_runs WHERE plan = ?1 AND mode = ?2 AND status IN ('running', 'waiting')
+             ORDER BY started_at DESC",
+        )?;
+        let rows = stmt.query_map(params![plan, mode], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
     /// Checkpoint one step of a DR run (insert or replace its row) and append the
     /// change to the run's timeline, in one transaction.
     pub fn dr_checkpoint(

@@ -199,6 +199,55 @@ fn journal_dir(ctx: &Context, run_id: &str) -> PathBuf {
         .join(run_id)
 }
 
+/// An exclusive lock on a file, held while this process drives a run: a second process
+/// (another real run of the same plan, or a resume of the same run) is refused instead
+/// of repeating side effects. The OS releases it when the process dies, so a crash never
+/// leaves it behind.
+struct RunLock {
+    _file: std::fs::File,
+}
+
+fn lock(path: &Path, what: &str) -> Result<RunLock> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(RunLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
+            ErrorKind::Locked,
+            format!(
+                "{what} is being run by another lifeboat process (lock {})",
+                path.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Error::io(format!("locking {}", path.display()), e))
+        }
+    }
+}
+
+/// The lock of a run: per plan for real runs (they act on the same targets), per run
+/// for drills (each is isolated from the others).
+fn run_lock(ctx: &Context, plan: &str, mode: Mode, run_id: &str) -> Result<RunLock> {
+    let base = ctx
+        .catalog
+        .path()
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("dr");
+    match mode {
+        Mode::Run => lock(&base.join(format!("{plan}.lock")), &format!("plan {plan}")),
+        Mode::Drill => lock(&base.join(run_id).join("lock"), &format!("drill {run_id}")),
+    }
+}
+
 /// Sources restored by the plan, for reconciling the catalog with storage first.
 fn plan_sources(plan: &Plan) -> Vec<String> {
     let set: BTreeSet<String> = plan
@@ -225,6 +274,19 @@ pub async fn start(ctx: Arc<Context>, plan: Plan, opts: RunOptions) -> Result<Dr
         )));
     }
     let run_id = new_run_id(&plan.name, now);
+    let _lock = run_lock(&ctx, &plan.name, opts.mode, &run_id)?;
+    // Two real runs of one plan would act on the same targets.
+    if opts.mode == Mode::Run
+        && let Some(open) = ctx.catalog.dr_unfinished(&plan.name, "run")?.first()
+    {
+        return Err(Error::new(
+            ErrorKind::Locked,
+            format!(
+                "run {open} of plan {} is unfinished: continue it with `lifeboat dr resume {open}` (see `lifeboat dr status {open}`)",
+                plan.name
+            ),
+        ));
+    }
     reconcile::reconcile_sources(&ctx, &plan_sources(&plan)).await?;
     let row = DrRunRow {
         run_id: run_id.clone(),
@@ -260,6 +322,12 @@ pub async fn resume(ctx: Arc<Context>, run_id: &str, yes: bool, live: bool) -> R
     }
     let plan: Plan = serde_json::from_str(&run.plan_json)
         .map_err(|e| Error::failed(format!("run {run_id}: stored plan unreadable: {e}")))?;
+    let mode = if run.mode == "drill" {
+        Mode::Drill
+    } else {
+        Mode::Run
+    };
+    let _lock = run_lock(&ctx, &plan.name, mode, run_id)?;
     ctx.catalog
         .dr_event(run_id, ctx.clock.now(), "", "resumed", "")?;
     ctx.catalog.dr_update_run(run_id, "running", None, None)?;

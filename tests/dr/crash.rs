@@ -141,3 +141,58 @@ target = "{target}"
     assert_eq!(step(&r, "restore")["attempts"], 1);
     assert!(step(&r, "restore")["outputs"]["consistency-point"].is_string());
 }
+
+#[test]
+fn an_unfinished_run_or_a_held_lock_refuses_a_second_run_with_exit_6() {
+    let env = Env::new();
+    let target = env.dir.path().join("restored.db");
+    env.plan(
+        "one",
+        &format!(
+            r#"
+name = "one"
+rto = "5m"
+rpo = "1h"
+
+[[steps]]
+id = "restore"
+kind = "restore"
+source = "hive"
+target = "{target}"
+"#,
+            target = target.display()
+        ),
+    );
+    env.backup();
+    // Another process drives a run of the plan: it holds the plan's lock.
+    let lock_path = env.policies.join(".lifeboat/dr/one.lock");
+    std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+    let held = std::fs::File::create(&lock_path).unwrap();
+    held.try_lock().unwrap();
+    let (code, _, err) = env.json(&["dr", "run", "one"]);
+    assert_eq!(code, Some(6), "{err}");
+    assert!(
+        err.contains("being run by another lifeboat process"),
+        "{err}"
+    );
+    drop(held);
+    // A crashed run must be resumed, not run over.
+    let out = env
+        .cmd()
+        .args(["dr", "run", "one"])
+        .env("LIFEBOAT_FAILPOINT", "dr.step.restore.before-effect")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let (code, _, err) = env.json(&["dr", "run", "one"]);
+    assert_eq!(code, Some(6), "{err}");
+    assert!(
+        err.contains("is unfinished: continue it with `lifeboat dr resume"),
+        "{err}"
+    );
+    let (_, status, _) = env.json(&["dr", "status"]);
+    let run = status["run-id"].as_str().unwrap().to_string();
+    let (code, r, err) = env.json(&["dr", "resume", &run]);
+    assert_eq!(code, Some(0), "{r:#}\n{err}");
+    assert!(target.exists());
+}
