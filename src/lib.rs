@@ -17,6 +17,7 @@ pub mod backup;
 pub mod catalog;
 pub mod clock;
 pub mod doctor;
+pub mod dr;
 pub mod engine;
 pub mod error;
 pub mod failpoint;

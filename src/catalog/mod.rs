@@ -58,6 +58,40 @@ const MIGRATIONS: &[&str] = &[
         deleted_at TEXT NOT NULL,
         reason TEXT NOT NULL
     );",
+    // 2: DR runs and drills: one row per run, one per step (its checkpoint), and an
+    // append-only timeline of state changes.
+    "CREATE TABLE dr_runs (
+        run_id TEXT PRIMARY KEY,
+        plan TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        incident_start TEXT NOT NULL,
+        finished_at TEXT,
+        status TEXT NOT NULL,
+        plan_json TEXT NOT NULL,
+        report TEXT
+    );
+    CREATE TABLE dr_steps (
+        run_id TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        started_at TEXT,
+        finished_at TEXT,
+        effect TEXT NOT NULL,
+        outputs TEXT NOT NULL,
+        error TEXT,
+        PRIMARY KEY (run_id, step_id)
+    );
+    CREATE TABLE dr_events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        run_id TEXT NOT NULL,
+        at TEXT NOT NULL,
+        step_id TEXT NOT NULL,
+        event TEXT NOT NULL,
+        detail TEXT NOT NULL
+    );
+    CREATE INDEX dr_events_by_run ON dr_events (run_id, id);",
 ];
 
 /// Times are stored as fixed-width RFC 3339 so that text order is time order.
@@ -304,4 +338,254 @@ impl Catalog {
             .execute_batch("DELETE FROM backups; DELETE FROM verifications;")?;
         Ok(())
     }
+
+    /// Record a new DR run.
+    pub fn dr_insert_run(&self, run: &DrRunRow) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO dr_runs (run_id, plan, mode, started_at, incident_start, finished_at, status, plan_json, report)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                run.run_id,
+                run.plan,
+                run.mode,
+                ts(run.started_at),
+                ts(run.incident_start),
+                run.finished_at.map(ts),
+                run.status,
+                run.plan_json,
+                run.report
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// Set a DR run's status (and, when it ended, its end and report).
+    pub fn dr_update_run(
+        &self,
+        run_id: &str,
+        status: &str,
+        finished_at: Option<DateTime<Utc>>,
+        report: Option<&str>,
+    ) -> Result<()> {
+        self.conn().execute(
+            "UPDATE dr_runs SET status = ?2, finished_at = ?3, report = COALESCE(?4, report) WHERE run_id = ?1",
+            params![run_id, status, finished_at.map(ts), report],
+        )?;
+        Ok(())
+    }
+
+    /// A DR run by id, or the newest one.
+    pub fn dr_run(&self, run_id: Option<&str>) -> Result<Option<DrRunRow>> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT run_id, plan, mode, started_at, incident_start, finished_at, status, plan_json, report
+             FROM dr_runs WHERE (?1 IS NULL OR run_id = ?1) ORDER BY started_at DESC, run_id DESC LIMIT 1",
+            params![run_id],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                    r.get::<_, String>(6)?,
+                    r.get::<_, String>(7)?,
+                    r.get::<_, Option<String>>(8)?,
+                ))
+            },
+        )
+        .optional()?
+        .map(|(run_id, plan, mode, started, incident, finished, status, plan_json, report)| {
+            Ok(DrRunRow {
+                run_id,
+                plan,
+                mode,
+                started_at: parse_ts(&started)?,
+                incident_start: parse_ts(&incident)?,
+                finished_at: finished.as_deref().map(parse_ts).transpose()?,
+                status,
+                plan_json,
+                report,
+            })
+        })
+        .transpose()
+    }
+
+    /// Unfinished (running or waiting) DR runs of `plan` in `mode`, newest first.
+    pub fn dr_unfinished(&self, plan: &str, mode: &str) -> Result<Vec<String>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT run_id FROM dr_runs WHERE plan = ?1 AND mode = ?2 AND status IN ('running', 'waiting')
+             ORDER BY started_at DESC",
+        )?;
+        let rows = stmt.query_map(params![plan, mode], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<std::result::Result<_, _>>()?)
+    }
+
+    /// Checkpoint one step of a DR run (insert or replace its row) and append the
+    /// change to the run's timeline, in one transaction.
+    pub fn dr_checkpoint(
+        &self,
+        step: &DrStepRow,
+        at: DateTime<Utc>,
+        event: &str,
+        detail: &str,
+    ) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "INSERT OR REPLACE INTO dr_steps (run_id, step_id, state, attempts, started_at, finished_at, effect, outputs, error)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            params![
+                step.run_id,
+                step.step_id,
+                step.state,
+                step.attempts,
+                step.started_at.map(ts),
+                step.finished_at.map(ts),
+                step.effect,
+                step.outputs,
+                step.error
+            ],
+        )?;
+        tx.execute(
+            "INSERT INTO dr_events (run_id, at, step_id, event, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![step.run_id, ts(at), step.step_id, event, detail],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Append an event about the whole run (`step_id` empty) or a step, without a checkpoint.
+    pub fn dr_event(
+        &self,
+        run_id: &str,
+        at: DateTime<Utc>,
+        step_id: &str,
+        event: &str,
+        detail: &str,
+    ) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO dr_events (run_id, at, step_id, event, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![run_id, ts(at), step_id, event, detail],
+        )?;
+        Ok(())
+    }
+
+    /// Every checkpointed step of a run.
+    pub fn dr_steps(&self, run_id: &str) -> Result<Vec<DrStepRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT run_id, step_id, state, attempts, started_at, finished_at, effect, outputs, error
+             FROM dr_steps WHERE run_id = ?1 ORDER BY started_at, step_id",
+        )?;
+        let rows = stmt.query_map(params![run_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, u32>(3)?,
+                r.get::<_, Option<String>>(4)?,
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, String>(6)?,
+                r.get::<_, String>(7)?,
+                r.get::<_, Option<String>>(8)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (run_id, step_id, state, attempts, started, finished, effect, outputs, error) =
+                row?;
+            out.push(DrStepRow {
+                run_id,
+                step_id,
+                state,
+                attempts,
+                started_at: started.as_deref().map(parse_ts).transpose()?,
+                finished_at: finished.as_deref().map(parse_ts).transpose()?,
+                effect,
+                outputs,
+                error,
+            });
+        }
+        Ok(out)
+    }
+
+    /// A run's timeline, oldest first: (at, step id, event, detail).
+    pub fn dr_events(&self, run_id: &str) -> Result<Vec<DrEventRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT at, step_id, event, detail FROM dr_events WHERE run_id = ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![run_id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (at, step, event, detail) = row?;
+            out.push((parse_ts(&at)?, step, event, detail));
+        }
+        Ok(out)
+    }
+}
+
+fn parse_ts(s: &str) -> Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| Error::failed(format!("catalog time `{s}` unreadable: {e}")))
+}
+
+/// A timeline entry of a DR run: (at, step id or empty for the run, event, detail).
+pub type DrEventRow = (DateTime<Utc>, String, String, String);
+
+/// A DR run as the catalog records it.
+#[derive(Debug, Clone)]
+pub struct DrRunRow {
+    /// Run id.
+    pub run_id: String,
+    /// Plan name.
+    pub plan: String,
+    /// `run` or `drill`.
+    pub mode: String,
+    /// When the run started.
+    pub started_at: DateTime<Utc>,
+    /// The incident start the measurement counts from.
+    pub incident_start: DateTime<Utc>,
+    /// When the run ended, if it did.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// running, succeeded, failed, waiting, torn-down...
+    pub status: String,
+    /// The plan as it was when the run started (resume uses this, not the file).
+    pub plan_json: String,
+    /// The final report (JSON), once the run ended.
+    pub report: Option<String>,
+}
+
+/// One step's checkpoint.
+#[derive(Debug, Clone)]
+pub struct DrStepRow {
+    /// Run id.
+    pub run_id: String,
+    /// Step id.
+    pub step_id: String,
+    /// pending, running, succeeded, failed, skipped, waiting, rolled-back.
+    pub state: String,
+    /// Attempts started.
+    pub attempts: u32,
+    /// Start of the first attempt.
+    pub started_at: Option<DateTime<Utc>>,
+    /// End of the step.
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The resolved side effect (JSON), recorded before it is made.
+    pub effect: String,
+    /// Outputs (JSON object).
+    pub outputs: String,
+    /// Error message, when failed.
+    pub error: Option<String>,
 }

@@ -13,7 +13,7 @@ use lifeboat::{Error, ErrorKind};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-fn print_json(v: &impl serde::Serialize) {
+pub fn print_json(v: &impl serde::Serialize) {
     println!(
         "{}",
         serde_json::to_string_pretty(v).expect("reports serialise")
@@ -38,8 +38,13 @@ pub fn parse_time(s: &str) -> anyhow::Result<DateTime<Utc>> {
 
 pub fn policy_check(g: &Global, path: &Path) -> anyhow::Result<i32> {
     let now = clock().now();
-    match PolicySet::load(path) {
-        Ok(set) => {
+    // DR plans are checked against the set they belong to, so only a valid set's plans.
+    let loaded = PolicySet::load(path).and_then(|set| {
+        let plans = lifeboat::dr::plan::load_plans(&set)?;
+        Ok((set, plans))
+    });
+    match loaded {
+        Ok((set, plans)) => {
             let sources: Vec<_> = set
                 .sources
                 .values()
@@ -65,6 +70,13 @@ pub fn policy_check(g: &Global, path: &Path) -> anyhow::Result<i32> {
                         "rpo": s.rpo.map(format_duration),
                         "destinations": s.destinations,
                         "next-runs": next,
+                    })).collect::<Vec<_>>(),
+                    "dr-plans": plans.iter().map(|p| json!({
+                        "name": p.name,
+                        "file": p.file,
+                        "steps": p.steps.len(),
+                        "rto": format_duration(chrono::Duration::seconds(p.rto_secs)),
+                        "rpo": format_duration(chrono::Duration::seconds(p.rpo_secs)),
                     })).collect::<Vec<_>>(),
                 }));
             } else {
@@ -94,6 +106,15 @@ pub fn policy_check(g: &Global, path: &Path) -> anyhow::Result<i32> {
                         s.rpo
                             .map(|r| format!(", rpo {}", format_duration(r)))
                             .unwrap_or_default()
+                    );
+                }
+                for p in &plans {
+                    println!(
+                        "  dr plan {}: {} steps, rto {}, rpo {}",
+                        p.name,
+                        p.steps.len(),
+                        format_duration(chrono::Duration::seconds(p.rto_secs)),
+                        format_duration(chrono::Duration::seconds(p.rpo_secs))
                     );
                 }
             }

@@ -2,6 +2,7 @@
 //! each command calls the library and renders its report as text or JSON.
 
 mod commands;
+mod dr;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -140,6 +141,9 @@ pub enum Command {
     /// Catalog maintenance
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// DR plans: run, drill, resume, status, teardown
+    #[command(subcommand)]
+    Dr(dr::DrCommand),
     /// Check repositories (reachable, conditional writes, object lock, clock) and sources
     Doctor,
     /// Demo on the embedded default: back up, verify, restore, prune a SQLite database
@@ -280,6 +284,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Catalog(CatalogCommand::Rebuild) => {
             commands::catalog_rebuild(g, &g.context().await?).await
         }
+        Command::Dr(cmd) => dr::run(g, cmd).await,
         Command::Quickstart { dir } => commands::quickstart(g, dir).await,
         Command::Doctor => commands::doctor(g, &g.context().await?).await,
         Command::Compare { source, to, backup } => {

@@ -4,7 +4,7 @@
 //! and `[sources.NAME]` (DR plans live under `dr/`). A single file is a set too.
 //! Validation reports every problem at once, each as `FILE: dotted.field: problem (fix)`.
 
-mod fields;
+pub(crate) mod fields;
 pub mod schedule;
 pub mod sources;
 pub mod units;

@@ -1,0 +1,964 @@
+//! The runner: steps as a DAG, independent ones in parallel, each with its timeout and
+//! retries, every state change checkpointed in the catalog.
+//!
+//! A side effect is bracketed: the resolved effect is checkpointed (`running`) before it
+//! is made; once made, its outputs are written to the run's journal file, and only then
+//! is the step checkpointed `succeeded`. The failpoints `dr.step.ID.before-effect` and
+//! `dr.step.ID.after-effect` sit on either side of the effect. `resume` adopts a step
+//! left `running` whose journal file exists (the effect happened) and re-runs one
+//! without it (the effect did not complete; a restore is atomic, a command interrupted
+//! while running may run again).
+
+use super::Mode;
+use super::plan::{Action, OnFailure, Plan, Step};
+use super::report::{self, DrReport, Event, state};
+use super::step::{self, Effect, Outputs};
+use crate::backup::{Context, reconcile};
+use crate::catalog::{DrRunRow, DrStepRow};
+use crate::error::{Error, ErrorKind, Result};
+use crate::failpoint;
+use chrono::{DateTime, Utc};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+/// How to run a plan.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Run or drill.
+    pub mode: Mode,
+    /// Measurements count from here [default: the run's start].
+    pub incident_start: Option<DateTime<Utc>>,
+    /// Pass approval gates.
+    pub yes: bool,
+    /// Draw the live DAG view (a terminal), else log lines.
+    pub live: bool,
+}
+
+/// Live view of the steps: one indicatif line per step on a terminal, log lines otherwise.
+struct View {
+    bars: Option<(MultiProgress, BTreeMap<String, ProgressBar>)>,
+}
+
+impl View {
+    fn new(plan: &Plan, live: bool) -> View {
+        if !live {
+            return View { bars: None };
+        }
+        let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template("{spinner} {prefix:<24} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let mut bars = BTreeMap::new();
+        for s in &plan.steps {
+            let bar = multi.add(ProgressBar::new_spinner());
+            bar.set_style(style.clone());
+            bar.set_prefix(s.id.clone());
+            let deps = if s.after.is_empty() {
+                String::new()
+            } else {
+                format!(" (after {})", s.after.join(", "))
+            };
+            bar.set_message(format!("pending{deps}"));
+            bars.insert(s.id.clone(), bar);
+        }
+        View {
+            bars: Some((multi, bars)),
+        }
+    }
+
+    fn update(&self, step: &str, event: &str, detail: &str) {
+        match &self.bars {
+            Some((_, bars)) => {
+                if let Some(bar) = bars.get(step) {
+                    let mut msg = if detail.is_empty() {
+                        event.to_string()
+                    } else {
+                        format!("{event}: {detail}")
+                    };
+                    // One line per step: a wrapped line would break the redraw.
+                    if msg.chars().count() > 90 {
+                        msg = msg.chars().take(89).chain(['…']).collect();
+                    }
+                    bar.set_message(msg);
+                    if event == state::RUNNING {
+                        bar.enable_steady_tick(Duration::from_millis(120));
+                    } else if event != "attempt failed" {
+                        bar.disable_steady_tick();
+                        bar.tick();
+                    }
+                }
+            }
+            None => info!(step, detail, "{event}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some((_, bars)) = &self.bars {
+            for b in bars.values() {
+                b.finish();
+            }
+        }
+    }
+}
+
+/// Shared by the step tasks of one run.
+struct Run {
+    ctx: Arc<Context>,
+    plan: Arc<Plan>,
+    run_id: String,
+    mode: Mode,
+    yes: bool,
+    journal: PathBuf,
+    view: View,
+    rows: Mutex<BTreeMap<String, DrStepRow>>,
+}
+
+impl Run {
+    fn row(&self, id: &str) -> DrStepRow {
+        self.rows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| DrStepRow {
+                run_id: self.run_id.clone(),
+                step_id: id.to_string(),
+                state: state::PENDING.into(),
+                attempts: 0,
+                started_at: None,
+                finished_at: None,
+                effect: "{}".into(),
+                outputs: "{}".into(),
+                error: None,
+            })
+    }
+
+    /// Write the checkpoint (and timeline entry) first, then show it.
+    fn checkpoint(&self, row: DrStepRow, event: &str, detail: &str) -> Result<()> {
+        self.ctx
+            .catalog
+            .dr_checkpoint(&row, self.ctx.clock.now(), event, detail)?;
+        self.view.update(&row.step_id, event, detail);
+        self.rows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(row.step_id.clone(), row);
+        Ok(())
+    }
+
+    fn event(&self, step: &str, event: &str, detail: &str) -> Result<()> {
+        self.ctx
+            .catalog
+            .dr_event(&self.run_id, self.ctx.clock.now(), step, event, detail)?;
+        self.view.update(step, event, detail);
+        Ok(())
+    }
+
+    fn journal_file(&self, step: &str) -> PathBuf {
+        self.journal.join(format!("{step}.done.json"))
+    }
+
+    fn outputs(&self) -> Outputs {
+        self.rows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .filter(|r| r.state == state::SUCCEEDED)
+            .map(|r| {
+                (
+                    r.step_id.clone(),
+                    serde_json::from_str(&r.outputs).unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// A new run id: the plan, the start time, and a random suffix so that two runs in
+/// the same second differ.
+fn new_run_id(plan: &str, now: DateTime<Utc>) -> String {
+    format!(
+        "{plan}-{}-{:04x}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        rand::random::<u16>()
+    )
+}
+
+/// The folder of a run's journal files (beside the catalog).
+fn journal_dir(ctx: &Context, run_id: &str) -> PathBuf {
+    ctx.catalog
+        .path()
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("dr")
+        .join(run_id)
+}
+
+/// An exclusive lock on a file, held while this process drives a run: a second process
+/// (another real run of the same plan, or a resume of the same run) is refused instead
+/// of repeating side effects. The OS releases it when the process dies, so a crash never
+/// leaves it behind.
+struct RunLock {
+    _file: std::fs::File,
+}
+
+fn lock(path: &Path, what: &str) -> Result<RunLock> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(RunLock { _file: file }),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
+            ErrorKind::Locked,
+            format!(
+                "{what} is being run by another lifeboat process (lock {})",
+                path.display()
+            ),
+        )),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(Error::io(format!("locking {}", path.display()), e))
+        }
+    }
+}
+
+/// The lock of a run: per plan for real runs (they act on the same targets), per run
+/// for drills (each is isolated from the others).
+fn run_lock(ctx: &Context, plan: &str, mode: Mode, run_id: &str) -> Result<RunLock> {
+    let base = ctx
+        .catalog
+        .path()
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("dr");
+    match mode {
+        Mode::Run => lock(&base.join(format!("{plan}.lock")), &format!("plan {plan}")),
+        Mode::Drill => lock(&base.join(run_id).join("lock"), &format!("drill {run_id}")),
+    }
+}
+
+/// Sources restored by the plan, for reconciling the catalog with storage first.
+fn plan_sources(plan: &Plan) -> Vec<String> {
+    let set: BTreeSet<String> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::Restore { source, .. } => Some(source.clone()),
+            _ => None,
+        })
+        .collect();
+    set.into_iter().collect()
+}
+
+/// Start a run (or drill) of `plan`.
+pub async fn start(ctx: Arc<Context>, plan: Plan, opts: RunOptions) -> Result<DrReport> {
+    let now = ctx.clock.now();
+    if let Some(t) = opts.incident_start
+        && t > now
+    {
+        return Err(Error::bad_input(format!(
+            "--incident-start {}: in the future (now is {}); the incident began before its recovery",
+            t.to_rfc3339(),
+            now.to_rfc3339()
+        )));
+    }
+    let run_id = new_run_id(&plan.name, now);
+    let _lock = run_lock(&ctx, &plan.name, opts.mode, &run_id)?;
+    // Two real runs of one plan would act on the same targets.
+    if opts.mode == Mode::Run
+        && let Some(open) = ctx.catalog.dr_unfinished(&plan.name, "run")?.first()
+    {
+        return Err(Error::new(
+            ErrorKind::Locked,
+            format!(
+                "run {open} of plan {} is unfinished: continue it with `lifeboat dr resume {open}` (see `lifeboat dr status {open}`)",
+                plan.name
+            ),
+        ));
+    }
+    reconcile::reconcile_sources(&ctx, &plan_sources(&plan)).await?;
+    let row = DrRunRow {
+        run_id: run_id.clone(),
+        plan: plan.name.clone(),
+        mode: opts.mode.as_str().into(),
+        started_at: now,
+        incident_start: opts.incident_start.unwrap_or(now),
+        finished_at: None,
+        status: "running".into(),
+        plan_json: serde_json::to_string(&plan).expect("plans serialise"),
+        report: None,
+    };
+    ctx.catalog.dr_insert_run(&row)?;
+    ctx.catalog.dr_event(
+        &run_id,
+        now,
+        "",
+        "started",
+        &format!("{} of plan {}", opts.mode.as_str(), plan.name),
+    )?;
+    info!(run = %run_id, plan = %plan.name, mode = opts.mode.as_str(), "DR run started");
+    drive(ctx, row, plan, opts.yes, opts.live).await
+}
+
+/// Continue a run that crashed, was killed, or waits at an approval gate.
+pub async fn resume(ctx: Arc<Context>, run_id: &str, yes: bool, live: bool) -> Result<DrReport> {
+    let run = find_run(&ctx, Some(run_id))?;
+    if !matches!(run.status.as_str(), "running" | "waiting") {
+        return Err(Error::bad_input(format!(
+            "run {run_id} is {} and cannot be resumed (only running or waiting runs can; start a new one with `lifeboat dr run {}`)",
+            run.status, run.plan
+        )));
+    }
+    let plan: Plan = serde_json::from_str(&run.plan_json)
+        .map_err(|e| Error::failed(format!("run {run_id}: stored plan unreadable: {e}")))?;
+    let mode = if run.mode == "drill" {
+        Mode::Drill
+    } else {
+        Mode::Run
+    };
+    let _lock = run_lock(&ctx, &plan.name, mode, run_id)?;
+    ctx.catalog
+        .dr_event(run_id, ctx.clock.now(), "", "resumed", "")?;
+    ctx.catalog.dr_update_run(run_id, "running", None, None)?;
+    drive(ctx, run, plan, yes, live).await
+}
+
+fn find_run(ctx: &Context, run_id: Option<&str>) -> Result<DrRunRow> {
+    ctx.catalog.dr_run(run_id)?.ok_or_else(|| match run_id {
+        Some(id) => Error::bad_input(format!(
+            "no DR run `{id}` in catalog {} (`lifeboat dr status` shows the newest)",
+            ctx.catalog.path().display()
+        )),
+        None => Error::bad_input("no DR run yet (start one with `lifeboat dr run PLAN`)"),
+    })
+}
+
+async fn drive(
+    ctx: Arc<Context>,
+    run_row: DrRunRow,
+    plan: Plan,
+    yes: bool,
+    live: bool,
+) -> Result<DrReport> {
+    let mode = if run_row.mode == "drill" {
+        Mode::Drill
+    } else {
+        Mode::Run
+    };
+    let plan = Arc::new(plan);
+    let rows: BTreeMap<String, DrStepRow> = ctx
+        .catalog
+        .dr_steps(&run_row.run_id)?
+        .into_iter()
+        .map(|r| (r.step_id.clone(), r))
+        .collect();
+    let run = Arc::new(Run {
+        journal: journal_dir(&ctx, &run_row.run_id),
+        ctx: ctx.clone(),
+        plan: plan.clone(),
+        run_id: run_row.run_id.clone(),
+        mode,
+        yes,
+        view: View::new(&plan, live),
+        rows: Mutex::new(rows),
+    });
+    std::fs::create_dir_all(&run.journal)
+        .map_err(|e| Error::io(format!("creating {}", run.journal.display()), e))?;
+    recover(&run)?;
+
+    let mut tasks: JoinSet<(String, Result<()>)> = JoinSet::new();
+    let mut in_flight: BTreeSet<String> = BTreeSet::new();
+    let mut stopping = false;
+    let mut rollback = false;
+    loop {
+        if !stopping {
+            for s in &plan.steps {
+                if in_flight.contains(&s.id) || run.row(&s.id).state != state::PENDING {
+                    continue;
+                }
+                let deps: Vec<String> = s.after.iter().map(|a| run.row(a).state).collect();
+                if deps.iter().any(|d| {
+                    matches!(
+                        d.as_str(),
+                        state::FAILED | state::INTEGRITY_FAILED | state::BLOCKED
+                    )
+                }) {
+                    let mut row = run.row(&s.id);
+                    row.state = state::BLOCKED.into();
+                    run.checkpoint(row, state::BLOCKED, "a step before it failed")?;
+                    continue;
+                }
+                if deps
+                    .iter()
+                    .all(|d| matches!(d.as_str(), state::SUCCEEDED | state::SKIPPED))
+                {
+                    in_flight.insert(s.id.clone());
+                    let (run, step) = (run.clone(), s.clone());
+                    tasks.spawn(async move {
+                        let id = step.id.clone();
+                        (id, run_step(&run, &step).await)
+                    });
+                }
+            }
+        }
+        // Blocking can cascade: loop until nothing new is blocked before waiting.
+        let Some(joined) = tasks.join_next().await else {
+            let newly_blocked = !stopping
+                && plan.steps.iter().any(|s| {
+                    run.row(&s.id).state == state::PENDING
+                        && s.after.iter().any(|a| {
+                            matches!(
+                                run.row(a).state.as_str(),
+                                state::FAILED | state::INTEGRITY_FAILED | state::BLOCKED
+                            )
+                        })
+                });
+            if newly_blocked {
+                continue;
+            }
+            break;
+        };
+        let (id, result) = joined.map_err(|e| Error::failed(format!("step task: {e}")))?;
+        in_flight.remove(&id);
+        // A checkpoint that could not be written leaves the run's state unknown: stop.
+        result?;
+        let row = run.row(&id);
+        if matches!(row.state.as_str(), state::FAILED | state::INTEGRITY_FAILED) {
+            let step = plan.step(&id).expect("step of the plan");
+            match step.on_failure {
+                OnFailure::Continue => {}
+                OnFailure::Abort => stopping = true,
+                OnFailure::Rollback => {
+                    stopping = true;
+                    rollback = true;
+                }
+            }
+        }
+    }
+    // Aborted: what never started is recorded as blocked, so the report is complete.
+    if stopping {
+        for s in &plan.steps {
+            let mut row = run.row(&s.id);
+            if row.state == state::PENDING {
+                row.state = state::BLOCKED.into();
+                run.checkpoint(row, state::BLOCKED, "the run was aborted")?;
+            }
+        }
+    }
+    if rollback {
+        roll_back(&run).await?;
+    }
+    if mode == Mode::Drill {
+        teardown_steps(&run)?;
+    }
+    run.view.finish();
+    finish(&run, &run_row)
+}
+
+/// Steps left `running` by a crash: adopt the effect when its journal file says it
+/// happened, otherwise run the step again. Approval gates are re-opened.
+fn recover(run: &Run) -> Result<()> {
+    let rows: Vec<DrStepRow> = run
+        .rows
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    for mut row in rows {
+        match row.state.as_str() {
+            state::RUNNING => {
+                let journal = run.journal_file(&row.step_id);
+                match std::fs::read_to_string(&journal) {
+                    Ok(text) => {
+                        row.state = state::SUCCEEDED.into();
+                        row.outputs = text;
+                        row.finished_at = Some(run.ctx.clock.now());
+                        run.checkpoint(
+                            row,
+                            state::SUCCEEDED,
+                            "recovered: the effect completed before the interruption",
+                        )?;
+                    }
+                    Err(_) => match restored_before_journal(run, &row)? {
+                        Some(outputs) => {
+                            row.state = state::SUCCEEDED.into();
+                            row.outputs =
+                                serde_json::to_string(&outputs).expect("outputs serialise");
+                            row.finished_at = Some(run.ctx.clock.now());
+                            run.checkpoint(
+                                row,
+                                state::SUCCEEDED,
+                                "recovered: the restore target appeared before the interruption",
+                            )?;
+                        }
+                        None => {
+                            row.state = state::PENDING.into();
+                            run.checkpoint(
+                                row,
+                                state::PENDING,
+                                "interrupted before its effect completed: runs again",
+                            )?;
+                        }
+                    },
+                }
+            }
+            state::WAITING if run.yes => {
+                row.state = state::PENDING.into();
+                run.checkpoint(row, state::PENDING, "approval given (--yes)")?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A restore interrupted after its swap but before its journal file was written: the
+/// swap is atomic, so a target that did not exist before and exists now is the restored
+/// backup whole. Its outputs are rebuilt from the effect and the catalog, so that the
+/// restore is not made a second time (which would also be refused: the target is no
+/// longer empty).
+fn restored_before_journal(run: &Run, row: &DrStepRow) -> Result<Option<BTreeMap<String, String>>> {
+    let effect: Effect = serde_json::from_str(&row.effect).unwrap_or_default();
+    let (Some(source), Some(target), Some(backup)) =
+        (&effect.source, &effect.target, &effect.backup_id)
+    else {
+        return Ok(None);
+    };
+    if effect.kind != "restore"
+        || effect.target_existed != Some(false)
+        || !Path::new(target).exists()
+    {
+        return Ok(None);
+    }
+    let Some(b) = run
+        .ctx
+        .catalog
+        .backups(Some(source), None)?
+        .into_iter()
+        .find(|b| &b.manifest.backup_id == backup)
+    else {
+        return Ok(None);
+    };
+    Ok(Some(BTreeMap::from([
+        ("target".to_string(), target.clone()),
+        ("backup-id".to_string(), backup.clone()),
+        (
+            "consistency-point".to_string(),
+            b.manifest.consistency_point.to_rfc3339(),
+        ),
+        ("repository".to_string(), b.manifest.repository.clone()),
+        ("source".to_string(), source.clone()),
+    ])))
+}
+
+fn write_journal(path: &Path, outputs: &BTreeMap<String, String>) -> Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let text = serde_json::to_string(outputs).expect("outputs serialise");
+    let mut f = std::fs::File::create(&tmp).map_err(|e| Error::io(tmp.display(), e))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(tmp.display(), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path.display(), e))
+}
+
+/// One step, from resolution to its final checkpoint. Errors returned are the
+/// runner's own (a checkpoint could not be written); step failures are states.
+async fn run_step(run: &Run, step: &Step) -> Result<()> {
+    let mut row = run.row(&step.id);
+    let now = run.ctx.clock.now();
+    row.started_at = row.started_at.or(Some(now));
+    let effect = match step::resolve(
+        &run.ctx,
+        &run.plan,
+        step,
+        run.mode,
+        &run.run_id,
+        &run.outputs(),
+        false,
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            row.state = fail_state(&e).into();
+            row.error = Some(e.to_string());
+            row.finished_at = Some(run.ctx.clock.now());
+            return run.checkpoint(row, state::FAILED, &e.to_string());
+        }
+    };
+    row.effect = serde_json::to_string(&effect).expect("effects serialise");
+    if effect.kind == "none" {
+        row.state = state::SKIPPED.into();
+        row.finished_at = Some(run.ctx.clock.now());
+        let note = effect.note.clone().unwrap_or_default();
+        return run.checkpoint(row, state::SKIPPED, &note);
+    }
+    if effect.kind == "approval" && run.mode == Mode::Run && !run.yes {
+        row.state = state::WAITING.into();
+        let msg = format!(
+            "{}: approve with `lifeboat dr resume {} --yes`",
+            effect.note.clone().unwrap_or_default(),
+            run.run_id
+        );
+        return run.checkpoint(row, state::WAITING, &msg);
+    }
+    let attempts = 1 + step.retries;
+    for attempt in 1..=attempts {
+        row.state = state::RUNNING.into();
+        row.attempts += 1;
+        row.error = None;
+        run.checkpoint(
+            row.clone(),
+            state::RUNNING,
+            &describe(&effect, attempt, attempts),
+        )?;
+        failpoint::hit(&format!("dr.step.{}.before-effect", step.id));
+        let result = match tokio::time::timeout(
+            Duration::from_secs(step.timeout_secs),
+            step::execute(&run.ctx, step, &effect, &run.journal),
+        )
+        .await
+        {
+            Ok(r) => r,
+            Err(_) => Err(Error::failed(format!(
+                "step {} did not finish within {}s (raise its timeout)",
+                step.id, step.timeout_secs
+            ))
+            .retryable(true)),
+        };
+        match result {
+            Ok(outputs) => {
+                write_journal(&run.journal_file(&step.id), &outputs)?;
+                failpoint::hit(&format!("dr.step.{}.after-effect", step.id));
+                row.state = state::SUCCEEDED.into();
+                row.outputs = serde_json::to_string(&outputs).expect("outputs serialise");
+                row.finished_at = Some(run.ctx.clock.now());
+                let detail = outputs
+                    .iter()
+                    .filter(|(k, _)| k.as_str() != "stdout")
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                return run.checkpoint(row, state::SUCCEEDED, &detail);
+            }
+            // A count that differs will differ again: no retry.
+            Err(e) if attempt < attempts && e.kind() != ErrorKind::Integrity => {
+                warn!(step = %step.id, attempt, error = %e, "step failed; retrying");
+                run.event(&step.id, "attempt failed", &e.to_string())?;
+                tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+            }
+            Err(e) => {
+                row.state = fail_state(&e).into();
+                row.error = Some(e.to_string());
+                row.finished_at = Some(run.ctx.clock.now());
+                let st = row.state.clone();
+                return run.checkpoint(row, &st, &e.to_string());
+            }
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+fn fail_state(e: &Error) -> &'static str {
+    if e.kind() == ErrorKind::Integrity {
+        state::INTEGRITY_FAILED
+    } else {
+        state::FAILED
+    }
+}
+
+fn describe(effect: &Effect, attempt: u32, attempts: u32) -> String {
+    let what = match effect.kind.as_str() {
+        "restore" => format!(
+            "restore {} {} -> {}",
+            effect.source.as_deref().unwrap_or(""),
+            effect.backup_id.as_deref().unwrap_or(""),
+            effect.target.as_deref().unwrap_or("")
+        ),
+        "integrity" => format!("check {}", effect.target.as_deref().unwrap_or("")),
+        "command" => effect.argv.as_deref().unwrap_or_default().join(" "),
+        other => other.to_string(),
+    };
+    if attempts > 1 {
+        format!("{what} (attempt {attempt}/{attempts})")
+    } else {
+        what
+    }
+}
+
+/// Undo, newest first, what the run did: restore targets it created are removed, commands
+/// with an `undo` have it run. A restore that replaced an existing target cannot be
+/// undone; the timeline says so.
+async fn roll_back(run: &Run) -> Result<()> {
+    run.event("", "rollback", "undoing completed steps, newest first")?;
+    let mut done: Vec<DrStepRow> = run
+        .rows
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .filter(|r| r.state == state::SUCCEEDED)
+        .cloned()
+        .collect();
+    done.sort_by_key(|r| std::cmp::Reverse(r.finished_at));
+    for mut row in done {
+        let effect: Effect = serde_json::from_str(&row.effect).unwrap_or_default();
+        match effect.kind.as_str() {
+            "restore" => {
+                let target = effect.target.clone().unwrap_or_default();
+                if effect.target_existed == Some(false) {
+                    step::remove_target(&target)?;
+                    row.state = state::ROLLED_BACK.into();
+                    run.checkpoint(row, state::ROLLED_BACK, &format!("removed {target}"))?;
+                } else {
+                    run.event(
+                        &row.step_id,
+                        "not undone",
+                        &format!("{target} existed before the run and was replaced; restore it from an older backup if needed"),
+                    )?;
+                }
+            }
+            "command" => {
+                let Some(undo) = effect.undo.clone() else {
+                    continue;
+                };
+                let timeout = run
+                    .plan
+                    .step(&row.step_id)
+                    .map(|s| s.timeout_secs)
+                    .unwrap_or(600);
+                let capture = run.journal.join(format!("{}.undo.out", row.step_id));
+                match step::command::run(&undo, Duration::from_secs(timeout), &capture).await {
+                    Ok(_) => {
+                        row.state = state::ROLLED_BACK.into();
+                        run.checkpoint(row, state::ROLLED_BACK, &undo.join(" "))?;
+                    }
+                    Err(e) => run.event(&row.step_id, "undo failed", &e.to_string())?,
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn teardown_steps(run: &Run) -> Result<()> {
+    let rows: Vec<DrStepRow> = run
+        .rows
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    for row in rows {
+        let effect: Effect = serde_json::from_str(&row.effect).unwrap_or_default();
+        if effect.kind == "restore"
+            && let Some(target) = &effect.target
+            && step::remove_target(target)?
+        {
+            run.event(&row.step_id, "torn down", &format!("removed {target}"))?;
+        }
+    }
+    run.event("", "torn down", "everything the drill created is removed")
+}
+
+fn finish(run: &Run, run_row: &DrRunRow) -> Result<DrReport> {
+    let rows: Vec<DrStepRow> = run
+        .rows
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .values()
+        .cloned()
+        .collect();
+    let states: Vec<&str> = rows.iter().map(|r| r.state.as_str()).collect();
+    let status = if states.contains(&state::WAITING) {
+        "waiting"
+    } else if run.plan.steps.iter().all(|s| {
+        rows.iter().any(|r| {
+            r.step_id == s.id && matches!(r.state.as_str(), state::SUCCEEDED | state::SKIPPED)
+        })
+    }) {
+        "succeeded"
+    } else {
+        "failed"
+    };
+    let now = run.ctx.clock.now();
+    let finished = (status != "waiting").then_some(now);
+    run.ctx.catalog.dr_event(&run.run_id, now, "", status, "")?;
+    run.ctx
+        .catalog
+        .dr_update_run(&run.run_id, status, finished, None)?;
+    let mut row = run_row.clone();
+    row.status = status.into();
+    row.finished_at = finished;
+    let report = report::build(&run.plan, &row, &rows, events(&run.ctx, &run.run_id)?);
+    let text = serde_json::to_string(&report).expect("reports serialise");
+    run.ctx
+        .catalog
+        .dr_update_run(&run.run_id, status, finished, Some(&text))?;
+    Ok(report)
+}
+
+fn events(ctx: &Context, run_id: &str) -> Result<Vec<Event>> {
+    Ok(ctx
+        .catalog
+        .dr_events(run_id)?
+        .into_iter()
+        .map(|(at, step, event, detail)| Event {
+            at,
+            step,
+            event,
+            detail,
+        })
+        .collect())
+}
+
+/// The report of a run (the newest when `run_id` is `None`), from its checkpoints.
+pub fn status(ctx: &Context, run_id: Option<&str>) -> Result<DrReport> {
+    let run = find_run(ctx, run_id)?;
+    let plan: Plan = serde_json::from_str(&run.plan_json)
+        .map_err(|e| Error::failed(format!("run {}: stored plan unreadable: {e}", run.run_id)))?;
+    let rows = ctx.catalog.dr_steps(&run.run_id)?;
+    Ok(report::build(&plan, &run, &rows, events(ctx, &run.run_id)?))
+}
+
+/// Remove what a drill created (for a drill that was killed before its own teardown).
+pub fn teardown(ctx: &Context, run_id: &str) -> Result<Vec<String>> {
+    let run = find_run(ctx, Some(run_id))?;
+    if run.mode != "drill" {
+        return Err(Error::bad_input(format!(
+            "run {run_id} is a real run, not a drill: teardown removes only what a drill created"
+        )));
+    }
+    let mut removed = Vec::new();
+    let now = ctx.clock.now();
+    for row in ctx.catalog.dr_steps(run_id)? {
+        let effect: Effect = serde_json::from_str(&row.effect).unwrap_or_default();
+        if effect.kind == "restore"
+            && let Some(target) = &effect.target
+            && step::remove_target(target)?
+        {
+            ctx.catalog.dr_event(
+                run_id,
+                now,
+                &row.step_id,
+                "torn down",
+                &format!("removed {target}"),
+            )?;
+            removed.push(target.clone());
+        }
+    }
+    ctx.catalog
+        .dr_event(run_id, now, "", "torn down", "by `lifeboat dr teardown`")?;
+    if run.status == "running" || run.status == "waiting" {
+        // Its targets are gone: resuming it would measure nothing real.
+        ctx.catalog
+            .dr_update_run(run_id, "torn-down", Some(now), None)?;
+    }
+    Ok(removed)
+}
+
+/// One step of a dry run.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DryRunStep {
+    /// Step id.
+    pub id: String,
+    /// Kind.
+    pub kind: String,
+    /// Steps before it.
+    pub after: Vec<String>,
+    /// Timeout in seconds.
+    pub timeout_secs: u64,
+    /// Retries.
+    pub retries: u32,
+    /// Failure behaviour.
+    pub on_failure: OnFailure,
+    /// What it would do (references to outputs only known at run time stay as written).
+    pub effect: Effect,
+}
+
+/// The resolved plan: which backup, which targets, which commands.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct DryRunReport {
+    /// Plan name.
+    pub plan: String,
+    /// `run` or `drill`.
+    pub mode: String,
+    /// RTO target.
+    pub rto: String,
+    /// RPO target.
+    pub rpo: String,
+    /// Steps in an order they could run in.
+    pub steps: Vec<DryRunStep>,
+}
+
+/// Resolve the plan without running it: nothing is written to any target or repository.
+pub async fn dry_run(ctx: &Context, plan: &Plan, mode: Mode) -> Result<DryRunReport> {
+    use crate::policy::units::format_duration;
+    reconcile::reconcile_sources(ctx, &plan_sources(plan)).await?;
+    let run_id = "RUN-ID";
+    let mut outputs: Outputs = BTreeMap::new();
+    let mut steps = Vec::new();
+    for s in topological(plan) {
+        let effect = step::resolve(ctx, plan, s, mode, run_id, &outputs, true)?;
+        if effect.kind == "restore" {
+            let o = outputs.entry(s.id.clone()).or_default();
+            for (k, v) in [
+                ("target", &effect.target),
+                ("backup-id", &effect.backup_id),
+                ("source", &effect.source),
+            ] {
+                if let Some(v) = v {
+                    o.insert(k.to_string(), v.clone());
+                }
+            }
+        }
+        steps.push(DryRunStep {
+            id: s.id.clone(),
+            kind: s.action.kind().into(),
+            after: s.after.clone(),
+            timeout_secs: s.timeout_secs,
+            retries: s.retries,
+            on_failure: s.on_failure,
+            effect,
+        });
+    }
+    Ok(DryRunReport {
+        plan: plan.name.clone(),
+        mode: mode.as_str().into(),
+        rto: format_duration(chrono::Duration::seconds(plan.rto_secs)),
+        rpo: format_duration(chrono::Duration::seconds(plan.rpo_secs)),
+        steps,
+    })
+}
+
+/// Steps in dependency order, plan order among those ready together.
+fn topological(plan: &Plan) -> Vec<&Step> {
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    let mut out = Vec::new();
+    while out.len() < plan.steps.len() {
+        let before = out.len();
+        for s in &plan.steps {
+            if !done.contains(s.id.as_str()) && s.after.iter().all(|a| done.contains(a.as_str())) {
+                done.insert(&s.id);
+                out.push(s);
+            }
+        }
+        if out.len() == before {
+            break; // validated plans have no cycle
+        }
+    }
+    out
+}

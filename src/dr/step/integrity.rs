@@ -1,0 +1,136 @@
+//! `integrity` steps: recount a restored target and compare with the manifest of the
+//! backup restored into it; run the plan's queries; read the freshest data point.
+//!
+//! Queries run on SQLite targets (read-only); for other engines the recount through the
+//! engine is done and queries are refused with a clear error.
+
+use super::Effect;
+use crate::backup::{Context, blocking};
+use crate::engine;
+use crate::error::{Error, Result};
+use crate::policy::SourceConfig;
+use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
+use rusqlite::{Connection, OpenFlags, types::ValueRef};
+use std::collections::BTreeMap;
+
+/// Check the target per the resolved effect.
+pub async fn run(
+    ctx: &Context,
+    effect: &Effect,
+    queries: &BTreeMap<String, String>,
+    freshness: Option<&str>,
+    min: &BTreeMap<String, u64>,
+) -> Result<BTreeMap<String, String>> {
+    let (Some(source), Some(target), Some(backup)) =
+        (&effect.source, &effect.target, &effect.backup_id)
+    else {
+        return Err(Error::failed(
+            "integrity step without a resolved source, target and backup",
+        ));
+    };
+    let src = ctx.policies.source(source)?.clone();
+    let expected = ctx
+        .catalog
+        .backups(Some(source), None)?
+        .into_iter()
+        .find(|b| &b.manifest.backup_id == backup)
+        .map(|b| b.manifest.counts)
+        .ok_or_else(|| {
+            Error::failed(format!(
+                "backup {backup} of {source} is no longer in the catalog"
+            ))
+        })?;
+    let is_sqlite = matches!(src.config, SourceConfig::Sqlite { .. });
+    if !is_sqlite && (!queries.is_empty() || freshness.is_some()) {
+        return Err(Error::bad_input(format!(
+            "source {source} is not SQLite: integrity queries run on SQLite targets only (remove queries and freshness)"
+        )));
+    }
+    let engine = engine::for_source(&src);
+    let (target, backup) = (target.clone(), backup.clone());
+    let (queries, freshness, min) = (queries.clone(), freshness.map(String::from), min.clone());
+    blocking(move || {
+        let actual = engine.count_target(&target)?;
+        let report = engine.compare(&expected, &actual);
+        if !report.ok() {
+            return Err(Error::integrity(format!(
+                "{target}: counts differ from the manifest of backup {backup}: {}",
+                report.mismatches().join(", ")
+            )));
+        }
+        let mut out = BTreeMap::new();
+        if queries.is_empty() && freshness.is_none() {
+            return Ok(out);
+        }
+        let conn = Connection::open_with_flags(&target, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| Error::from(e).context(&target))?;
+        let mut low = Vec::new();
+        for (name, sql) in &queries {
+            let v = query_value(&conn, sql).map_err(|e| e.context(format!("query {name}")))?;
+            if let Some(floor) = min.get(name) {
+                let n = v.parse::<i64>().unwrap_or(-1);
+                if n < *floor as i64 {
+                    low.push(format!("{name} = {v}, expected at least {floor}"));
+                }
+            }
+            out.insert(name.clone(), v);
+        }
+        if let Some(sql) = &freshness {
+            let v = query_value(&conn, sql).map_err(|e| e.context("freshness query"))?;
+            let t = parse_point(&v).ok_or_else(|| {
+                Error::failed(format!("freshness query returned `{v}`: expected RFC 3339 text, `YYYY-MM-DD HH:MM:SS` (UTC) or Unix seconds"))
+            })?;
+            out.insert("freshness".into(), t.to_rfc3339());
+        }
+        if !low.is_empty() {
+            return Err(Error::integrity(format!("{target}: {}", low.join("; "))));
+        }
+        Ok(out)
+    })
+    .await
+}
+
+fn query_value(conn: &Connection, sql: &str) -> Result<String> {
+    Ok(conn.query_row(sql, [], |r| {
+        Ok(match r.get_ref(0)? {
+            ValueRef::Null => String::new(),
+            ValueRef::Integer(i) => i.to_string(),
+            ValueRef::Real(f) => f.to_string(),
+            ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+            ValueRef::Blob(b) => format!("{} bytes", b.len()),
+        })
+    })?)
+}
+
+/// A data point written as RFC 3339, `YYYY-MM-DD HH:MM:SS[.fff]` (UTC) or Unix seconds.
+pub fn parse_point(v: &str) -> Option<DateTime<Utc>> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Some(t.with_timezone(&Utc));
+    }
+    for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
+        if let Ok(t) = NaiveDateTime::parse_from_str(v, f) {
+            return Some(t.and_utc());
+        }
+    }
+    v.parse::<i64>()
+        .ok()
+        .and_then(|s| Utc.timestamp_opt(s, 0).single())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_point;
+
+    #[test]
+    fn data_points_in_the_usual_spellings() {
+        let want = "2026-11-30T04:00:00+00:00";
+        for v in ["2026-11-30T04:00:00Z", "2026-11-30 04:00:00", "1796011200"] {
+            assert_eq!(
+                parse_point(v).map(|t| t.to_rfc3339()).as_deref(),
+                Some(want),
+                "{v}"
+            );
+        }
+        assert!(parse_point("yesterday").is_none());
+    }
+}

@@ -1,0 +1,243 @@
+//! Step executors: each turns a resolved step into its side effect and its outputs.
+//!
+//! Resolution (references substituted, drill targets renamed, the backup chosen) is
+//! separate from execution so that `--dry-run` prints exactly what a run would do, and
+//! so that the resolved effect is checkpointed before it is made.
+
+pub mod command;
+pub mod integrity;
+pub mod restore;
+
+use super::Mode;
+use super::plan::{Action, DrillCommand, Plan, Step, substitute, substitute_known};
+use crate::backup::Context;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Outputs of every finished step, by step id.
+pub type Outputs = BTreeMap<String, BTreeMap<String, String>>;
+
+/// A step's side effect, resolved: what will be touched. Checkpointed before it is made,
+/// so that rollback and drill teardown know what a crashed run may have created.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Effect {
+    /// `restore`, `integrity`, `command`, `approval` or `none` (skipped in a drill).
+    pub kind: String,
+    /// Source (restore, integrity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Target written (restore) or read (integrity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// Whether the restore target existed before the run touched it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_existed: Option<bool>,
+    /// The backup restored or compared against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup_id: Option<String>,
+    /// Repository preferred for the restore.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Command run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub argv: Option<Vec<String>>,
+    /// Command that undoes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub undo: Option<Vec<String>>,
+    /// Why nothing is done (a drill skipping a command).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// The target a drill writes instead of `target`: beside it, suffixed with the run id,
+/// so that a drill never overwrites production data.
+pub fn drill_target(target: &Path, run_id: &str) -> PathBuf {
+    let stem = target
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match target.extension() {
+        Some(ext) => format!("{stem}.drill-{run_id}.{}", ext.to_string_lossy()),
+        None => format!("{stem}.drill-{run_id}"),
+    };
+    target.with_file_name(name)
+}
+
+/// Resolve `step` for `mode`: references substituted (missing ones are left as written
+/// when `lenient`, for dry runs), paths made absolute, drill isolation applied, and the
+/// backup of a restore chosen.
+pub fn resolve(
+    ctx: &Context,
+    plan: &Plan,
+    step: &Step,
+    mode: Mode,
+    run_id: &str,
+    outputs: &Outputs,
+    lenient: bool,
+) -> Result<Effect> {
+    let sub = |text: &str| -> Result<String> {
+        if lenient {
+            return Ok(substitute_known(text, outputs));
+        }
+        substitute(text, outputs).map_err(|e| e.context(format!("step {}", step.id)))
+    };
+    match &step.action {
+        Action::Restore {
+            source,
+            from,
+            target,
+            at,
+            replace: _,
+        } => {
+            let target = sub(target)?;
+            let target = if target.contains("://") {
+                if mode == Mode::Drill {
+                    return Err(Error::bad_input(format!(
+                        "step {}: target `{target}`: a drill isolates file targets only (give the step a file target)",
+                        step.id
+                    )));
+                }
+                target
+            } else {
+                let p = Path::new(&target);
+                let p = if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    plan.root.join(p)
+                };
+                let p = if mode == Mode::Drill {
+                    drill_target(&p, run_id)
+                } else {
+                    p
+                };
+                p.display().to_string()
+            };
+            let backup = restore::choose(ctx, source, from.as_deref(), at)?;
+            Ok(Effect {
+                kind: "restore".into(),
+                source: Some(source.clone()),
+                target_existed: Some(Path::new(&target).exists()),
+                target: Some(target),
+                backup_id: Some(backup),
+                from: from.clone(),
+                ..Effect::default()
+            })
+        }
+        Action::Integrity { of, .. } => {
+            let source = match plan.step(of).map(|s| &s.action) {
+                Some(Action::Restore { source, .. }) => source.clone(),
+                _ => {
+                    return Err(Error::bad_input(format!(
+                        "step {}: `of` is not a restore step",
+                        step.id
+                    )));
+                }
+            };
+            let get = |key: &str| outputs.get(of).and_then(|o| o.get(key)).cloned();
+            Ok(Effect {
+                kind: "integrity".into(),
+                source: Some(source),
+                target: get("target")
+                    .or_else(|| lenient.then(|| format!("${{steps.{of}.outputs.target}}"))),
+                backup_id: get("backup-id")
+                    .or_else(|| lenient.then(|| format!("${{steps.{of}.outputs.backup-id}}"))),
+                ..Effect::default()
+            })
+        }
+        Action::Command { argv, drill, undo } => {
+            let chosen = match (mode, drill) {
+                (Mode::Run, _) | (Mode::Drill, DrillCommand::Run) => argv.clone(),
+                (Mode::Drill, DrillCommand::Args(args)) => args.clone(),
+                (Mode::Drill, DrillCommand::Skip) => {
+                    return Ok(Effect {
+                        kind: "none".into(),
+                        note: Some(format!("skipped in a drill: {}", argv.join(" "))),
+                        ..Effect::default()
+                    });
+                }
+            };
+            let argv = chosen.iter().map(|a| sub(a)).collect::<Result<Vec<_>>>()?;
+            // A drill never runs the production undo: it only undoes what it created.
+            let undo = match mode {
+                Mode::Run => undo
+                    .as_ref()
+                    .map(|u| u.iter().map(|a| sub(a)).collect::<Result<Vec<_>>>())
+                    .transpose()?,
+                Mode::Drill => None,
+            };
+            Ok(Effect {
+                kind: "command".into(),
+                argv: Some(argv),
+                undo,
+                ..Effect::default()
+            })
+        }
+        Action::Approval { prompt } => Ok(Effect {
+            kind: "approval".into(),
+            note: Some(prompt.clone()),
+            ..Effect::default()
+        }),
+    }
+}
+
+/// Make the effect; returns the step's outputs.
+pub async fn execute(
+    ctx: &Context,
+    step: &Step,
+    effect: &Effect,
+    journal_dir: &Path,
+) -> Result<BTreeMap<String, String>> {
+    match &step.action {
+        Action::Restore { replace, .. } => restore::run(ctx, effect, *replace).await,
+        Action::Integrity {
+            queries,
+            freshness,
+            min,
+            ..
+        } => integrity::run(ctx, effect, queries, freshness.as_deref(), min).await,
+        Action::Command { .. } => {
+            let argv = effect.argv.as_deref().unwrap_or_default();
+            command::run(
+                argv,
+                std::time::Duration::from_secs(step.timeout_secs),
+                &journal_dir.join(format!("{}.out", step.id)),
+            )
+            .await
+        }
+        Action::Approval { .. } => Ok(BTreeMap::new()),
+    }
+}
+
+/// Remove a file target and its SQLite sidecars; true when something was removed.
+pub fn remove_target(target: &str) -> Result<bool> {
+    let mut removed = false;
+    for suffix in ["", "-wal", "-shm", "-journal"] {
+        let p = PathBuf::from(format!("{target}{suffix}"));
+        match std::fs::remove_file(&p) {
+            Ok(()) => removed = true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing {}", p.display()), e)),
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drill_targets_sit_beside_the_real_one() {
+        assert_eq!(
+            drill_target(Path::new("/d/hive.db"), "r1"),
+            PathBuf::from("/d/hive.drill-r1.db")
+        );
+        assert_eq!(
+            drill_target(Path::new("/d/hive"), "r1"),
+            PathBuf::from("/d/hive.drill-r1")
+        );
+    }
+}
