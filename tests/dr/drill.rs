@@ -147,3 +147,27 @@ fn a_killed_drill_is_removed_by_teardown() {
     let (code, _, _) = env.json(&["dr", "resume", &run]);
     assert_eq!(code, Some(2));
 }
+
+/// The backup itself altered in the repository (one flipped byte in its stored data):
+/// the restore refuses it on the chunk hash, the drill fails with the integrity exit
+/// code, and production and the repository's other files are untouched.
+#[test]
+fn a_drill_of_an_altered_backup_fails_with_exit_4() {
+    let env = Env::new();
+    env.shipped_node_plan();
+    let id = env.backup();
+    let data = env.repo.join("hive").join(&id).join("data");
+    let mut bytes = std::fs::read(&data).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&data, &bytes).unwrap();
+    let before = env.snapshot();
+    let (code, r, err) = env.json(&["dr", "drill", "node0-sqlite"]);
+    assert_eq!(code, Some(4), "{r:#}\n{err}");
+    assert_eq!(r["verdict"], "FAIL");
+    let restore = step(&r, "restore-hive");
+    let e = restore["error"].as_str().unwrap_or_default();
+    assert!(e.contains("sha256"), "{r:#}");
+    assert!(drill_files(&env).is_empty(), "teardown after a failure");
+    assert_eq!(env.snapshot(), before);
+}
