@@ -13,6 +13,7 @@
 //! Storage holds the truth (manifests and verification results); the catalog is a
 //! SQLite cache of it that can always be rebuilt. Time comes from [`clock`].
 
+pub mod aws;
 pub mod backup;
 pub mod catalog;
 pub mod clock;

@@ -165,7 +165,8 @@ impl RdsEngine {
                 self.source
             )));
         };
-        let mut builder = aws_sdk_rds::config::Builder::from(&shared);
+        let mut builder =
+            aws_sdk_rds::config::Builder::from(&shared).interceptor(crate::aws::RecordOperations);
         if let Some(e) = &self.cfg.endpoint {
             builder = builder.endpoint_url(e);
         }
@@ -658,7 +659,8 @@ impl Engine for RdsEngine {
                     .region(aws_config::Region::new(c.region.clone()))
                     .load()
                     .await;
-                let mut b = aws_sdk_kms::config::Builder::from(&shared);
+                let mut b = aws_sdk_kms::config::Builder::from(&shared)
+                    .interceptor(crate::aws::RecordOperations);
                 if let Some(e) = &self.cfg.endpoint {
                     b = b.endpoint_url(e);
                 }

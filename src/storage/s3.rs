@@ -109,8 +109,9 @@ impl S3Store {
                 repo.name
             )));
         }
-        let mut builder =
-            aws_sdk_s3::config::Builder::from(&shared).force_path_style(cfg.path_style);
+        let mut builder = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(cfg.path_style)
+            .interceptor(crate::aws::RecordOperations);
         if let Some(endpoint) = &cfg.endpoint {
             builder = builder.endpoint_url(endpoint);
         }

@@ -302,10 +302,51 @@ async fn prune_deletes_an_expired_snapshot_and_its_copy_and_nothing_it_did_not_m
 
     // Prune deletes nothing from a source without a verified backup.
     env.cmd().args(["verify", "--all"]).assert().success();
-    let out = env.cmd().args(["prune", "db"]).output().unwrap();
+    // A dry run sends no mutating call to AWS (recorded by the client layer).
+    let record = env.dir.path().join("aws-operations");
+    let out = env
+        .cmd()
+        .args(["prune", "db", "--dry-run"])
+        .env("LIFEBOAT_AWS_RECORD", &record)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    let sent = std::fs::read_to_string(&record).unwrap_or_default();
+    assert!(sent.contains("S3:ListObjectsV2"), "{sent}");
+    let mutating: Vec<&str> = sent
+        .lines()
+        .filter(|op| {
+            let name = op.rsplit(':').next().unwrap_or("");
+            [
+                "Create", "Copy", "Delete", "Put", "Complete", "Abort", "Restore", "Modify",
+            ]
+            .iter()
+            .any(|verb| name.starts_with(verb))
+        })
+        .collect();
+    assert!(mutating.is_empty(), "a dry run sent {mutating:?}");
+    assert_eq!(manual_snapshots(EAST, &instance).await.len(), 4);
+
+    std::fs::remove_file(&record).ok();
+    let out = env
+        .cmd()
+        .args(["prune", "db"])
+        .env("LIFEBOAT_AWS_RECORD", &record)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("deleted snapshot lifeboat-db-"), "{text}");
+    // Exactly the old snapshot and its copy were deleted, each after its tags were read.
+    let sent = std::fs::read_to_string(&record).unwrap();
+    let deletes = sent
+        .lines()
+        .filter(|l| *l == "RDS:DeleteDBSnapshot")
+        .count();
+    assert_eq!(deletes, 2, "{sent}");
+    let first_tags = sent.lines().position(|l| l == "RDS:ListTagsForResource");
+    let first_delete = sent.lines().position(|l| l == "RDS:DeleteDBSnapshot");
+    assert!(first_tags < first_delete, "{sent}");
 
     let old_snap = format!("lifeboat-db-{}", old_id.to_ascii_lowercase());
     let new_snap = format!("lifeboat-db-{}", new_id.to_ascii_lowercase());

@@ -1,0 +1,53 @@
+//! One place where AWS clients are told what to record: every operation a client sends
+//! (`Service:Operation`, e.g. `RDS:CreateDBSnapshot`) is appended to the file named by
+//! `LIFEBOAT_AWS_RECORD` when it is set. Tests use the record to prove what was and was
+//! not called (a dry run sends no mutating call; a resumed restore is called once), and
+//! the least-privilege IAM policy is checked against it.
+
+use aws_sdk_rds::config::interceptors::BeforeSerializationInterceptorContextRef;
+use aws_sdk_rds::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use std::io::Write;
+
+/// The environment variable naming the record file.
+pub const RECORD_ENV: &str = "LIFEBOAT_AWS_RECORD";
+
+/// Records the name of every operation a client sends, before it is sent (a call that
+/// then fails was still attempted, and IAM must allow it).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RecordOperations;
+
+impl Intercept for RecordOperations {
+    fn name(&self) -> &'static str {
+        "lifeboat-record-operations"
+    }
+
+    // Before serialisation, not before execution: a client's interceptors run their
+    // `read_before_execution` before the operation's metadata is in the bag. This hook
+    // runs once per call, not per retry.
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(path) = std::env::var_os(RECORD_ENV) else {
+            return Ok(());
+        };
+        if let Some(m) = cfg.load::<Metadata>() {
+            // One short line per call, appended with O_APPEND: lines of concurrent
+            // calls and processes do not interleave.
+            let line = format!("{}:{}\n", m.service(), m.name());
+            let written = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&path)
+                .and_then(|mut f| f.write_all(line.as_bytes()));
+            if let Err(e) = written {
+                tracing::warn!(file = %std::path::Path::new(&path).display(), error = %e, "cannot record an AWS operation");
+            }
+        }
+        Ok(())
+    }
+}
