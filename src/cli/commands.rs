@@ -550,14 +550,14 @@ pub async fn compare(
     }
 }
 
-/// The start of each source's newest committed backup, from the catalog.
-fn newest_starts(
+/// Each source's newest committed backup (on any repository), from the catalog.
+fn newest_backups(
     ctx: &Context,
-) -> anyhow::Result<std::collections::BTreeMap<String, chrono::DateTime<chrono::Utc>>> {
+) -> anyhow::Result<std::collections::BTreeMap<String, lifeboat::catalog::manifest::Manifest>> {
     let mut out = std::collections::BTreeMap::new();
     for name in ctx.policies.sources.keys() {
-        if let Some(b) = ctx.catalog.backups(Some(name), None)?.first() {
-            out.insert(name.clone(), b.manifest.started_at);
+        if let Some(b) = ctx.catalog.backups(Some(name), None)?.into_iter().next() {
+            out.insert(name.clone(), b.manifest);
         }
     }
     Ok(out)
@@ -598,7 +598,11 @@ pub async fn schedule(
     for u in &rec.unreachable {
         tracing::warn!(repository = %u, "unreachable at start: its backups are not counted for catch-up");
     }
-    let newest = newest_starts(&ctx)?;
+    let newest_backups = newest_backups(&ctx)?;
+    let newest: std::collections::BTreeMap<String, DateTime<Utc>> = newest_backups
+        .iter()
+        .map(|(n, m)| (n.clone(), m.started_at))
+        .collect();
     let plans = scheduler::plans(&ctx.policies);
     if plans.is_empty() {
         return Err(Error::bad_input(format!(
@@ -619,11 +623,9 @@ pub async fn schedule(
     };
     let metrics = lifeboat::metrics::Metrics::new();
     metrics.set_sources(&metric_sources(&ctx.policies, ctx.clock.now()));
-    for name in ctx.policies.sources.keys() {
-        if let Some(b) = ctx.catalog.backups(Some(name), None)?.first() {
-            metrics.set_last_success(name, b.manifest.started_at, b.manifest.raw.size);
-            metrics.set_anomaly(name, !b.manifest.anomalies.is_empty());
-        }
+    for (name, m) in &newest_backups {
+        metrics.set_last_success(name, m.started_at, m.raw.size);
+        metrics.set_anomaly(name, !m.anomalies.is_empty());
     }
     let job = std::sync::Arc::new(
         BackupJob::new(ctx.clone(), lease::holder_id()).with_metrics(metrics.clone()),

@@ -163,6 +163,16 @@ impl Run {
         self.journal.join(format!("{step}.done.json"))
     }
 
+    /// Every step's row as checkpointed, in step-id order.
+    fn rows(&self) -> Vec<DrStepRow> {
+        self.rows
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     fn outputs(&self) -> Outputs {
         self.rows
             .lock()
@@ -469,13 +479,7 @@ async fn drive(
 /// Steps left `running` by a crash: adopt the effect when its journal file says it
 /// happened, otherwise run the step again. Approval gates are re-opened.
 fn recover(run: &Run) -> Result<()> {
-    let rows: Vec<DrStepRow> = run
-        .rows
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
-        .cloned()
-        .collect();
+    let rows = run.rows();
     for mut row in rows {
         match row.state.as_str() {
             state::RUNNING => {
@@ -703,12 +707,9 @@ fn describe(effect: &Effect, attempt: u32, attempts: u32) -> String {
 async fn roll_back(run: &Run) -> Result<()> {
     run.event("", "rollback", "undoing completed steps, newest first")?;
     let mut done: Vec<DrStepRow> = run
-        .rows
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
+        .rows()
+        .into_iter()
         .filter(|r| r.state == state::SUCCEEDED)
-        .cloned()
         .collect();
     done.sort_by_key(|r| std::cmp::Reverse(r.finished_at));
     for mut row in done {
@@ -753,13 +754,7 @@ async fn roll_back(run: &Run) -> Result<()> {
 }
 
 fn teardown_steps(run: &Run) -> Result<()> {
-    let rows: Vec<DrStepRow> = run
-        .rows
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
-        .cloned()
-        .collect();
+    let rows = run.rows();
     for row in rows {
         let effect: Effect = serde_json::from_str(&row.effect).unwrap_or_default();
         if effect.kind == "restore"
@@ -773,13 +768,7 @@ fn teardown_steps(run: &Run) -> Result<()> {
 }
 
 fn finish(run: &Run, run_row: &DrRunRow) -> Result<DrReport> {
-    let rows: Vec<DrStepRow> = run
-        .rows
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .values()
-        .cloned()
-        .collect();
+    let rows = run.rows();
     let states: Vec<&str> = rows.iter().map(|r| r.state.as_str()).collect();
     let status = if states.contains(&state::WAITING) {
         "waiting"

@@ -3,8 +3,9 @@
 //! where the reason for a failure usually is.
 
 use std::io::Read;
+use std::process::{Child, ExitStatus};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long to wait for the output after the command ended or was killed: a child it
 /// started may still hold its pipes open, and must not hold up the caller.
@@ -38,4 +39,25 @@ pub(crate) fn capture(mut r: impl Read + Send + 'static, keep: usize) -> mpsc::R
 pub(crate) fn collect(rx: &mpsc::Receiver<Vec<u8>>) -> String {
     let bytes = rx.recv_timeout(DRAIN).unwrap_or_default();
     String::from_utf8_lossy(&bytes).trim_end().to_string()
+}
+
+/// Wait for `child` until `deadline` (forever without one); `None` when it is still
+/// running then.
+pub(crate) fn wait_until(
+    child: &mut Child,
+    deadline: Option<Instant>,
+) -> std::io::Result<Option<ExitStatus>> {
+    let Some(deadline) = deadline else {
+        return child.wait().map(Some);
+    };
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(None);
+        }
+        std::thread::sleep(left.min(Duration::from_millis(20)));
+    }
 }

@@ -15,6 +15,7 @@
 use super::counts::{self, Counts};
 use super::spool::Spool;
 use super::{CONTENT_SHA256, Engine, RestoreOutcome, Snapshot};
+use crate::engine::spool::SpoolFile;
 use crate::engine::stamp::Stamp;
 use crate::error::{Error, Result};
 use crate::pipeline::read_error;
@@ -154,18 +155,6 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// A spool file being read; removed when dropped.
-struct SpoolFile {
-    file: File,
-    _path: tempfile::TempPath,
-}
-
-impl Read for SpoolFile {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.file.read(buf)
-    }
-}
-
 /// An accepted archive.
 struct Archive {
     file: SpoolFile,
@@ -278,10 +267,7 @@ fn attempt(
     }
     file.rewind().map_err(|e| Error::io(&what, e))?;
     Ok(Archive {
-        file: SpoolFile {
-            file,
-            _path: spool_path,
-        },
+        file: SpoolFile::new(file, spool_path),
         size,
         sha256,
         files: before.len() as u64,

@@ -47,7 +47,7 @@ mod resp;
 
 use super::counts::{self, Counts, CountsReport};
 use super::rdb::{self, Checksum, RdbSummary};
-use super::spool::Spool;
+use super::spool::{Spool, SpoolFile};
 use super::{Engine, RestoreOutcome, Snapshot};
 use crate::error::{Error, ErrorKind, Result};
 use crate::policy::{RedisConfig, RedisMode};
@@ -149,18 +149,6 @@ fn tail(text: &str, lines: usize) -> String {
 fn transferred_bytes(stderr: &str) -> Option<u64> {
     let rest = stderr.split("with success after ").nth(1)?;
     rest.split_whitespace().next()?.parse().ok()
-}
-
-/// A spool file being read; the file is removed when this is dropped.
-struct SpoolReader {
-    file: File,
-    _path: tempfile::TempPath,
-}
-
-impl Read for SpoolReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.file.read(buf)
-    }
 }
 
 /// Verify and count an RDB file; any fault is an integrity error naming `what`.
@@ -820,7 +808,7 @@ impl Engine for RedisEngine {
         let file = File::open(&path)
             .map_err(|e| Error::io(format!("spool file {}", path.display()), e))?;
         Ok(Snapshot {
-            reader: Box::new(SpoolReader { file, _path: path }),
+            reader: Box::new(SpoolFile::new(file, path)),
             counts: summary.counts().into(),
             consistency_point,
             size_hint: Some(summary.size),

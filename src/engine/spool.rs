@@ -3,6 +3,8 @@
 //! file is removed when dropped, on success and on error alike.
 
 use crate::error::{Error, Result};
+use std::fs::File;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// Space kept free on the spool file system beyond the expected size.
@@ -46,5 +48,26 @@ impl Spool {
             .tempfile_in(&self.dir)
             .map_err(|e| Error::io(format!("spool folder {}", self.dir.display()), e))?;
         Ok(file.into_temp_path())
+    }
+}
+
+/// A spool file being read; the file is removed when this is dropped (after a
+/// complete read and after an abandoned one alike).
+#[derive(Debug)]
+pub struct SpoolFile {
+    file: File,
+    _path: tempfile::TempPath,
+}
+
+impl SpoolFile {
+    /// Read `file`, which is open on the spool file at `path`.
+    pub fn new(file: File, path: tempfile::TempPath) -> Self {
+        SpoolFile { file, _path: path }
+    }
+}
+
+impl Read for SpoolFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.file.read(buf)
     }
 }

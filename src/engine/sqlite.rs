@@ -8,13 +8,13 @@
 //! exactly the bytes that are uploaded.
 
 use super::counts::{self, Counts};
-use super::spool::Spool;
+use super::spool::{Spool, SpoolFile};
 use super::{Engine, RestoreOutcome, Snapshot};
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
 use std::fs::{self, File};
-use std::io::{self, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -68,18 +68,6 @@ pub fn integrity_check(conn: &Connection, what: &str) -> Result<()> {
             "{what}: integrity_check: {}",
             lines.join("; ")
         )))
-    }
-}
-
-/// A spool file being read; the file is removed when this is dropped.
-struct SpoolReader {
-    file: File,
-    _path: tempfile::TempPath,
-}
-
-impl Read for SpoolReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.file.read(buf)
     }
 }
 
@@ -142,10 +130,7 @@ impl Engine for SqliteEngine {
             .map_err(|e| Error::io(format!("spool file {}", spool_path.display()), e))?;
         let size = file.metadata().map(|m| m.len()).ok();
         Ok(Snapshot {
-            reader: Box::new(SpoolReader {
-                file,
-                _path: spool_path,
-            }),
+            reader: Box::new(SpoolFile::new(file, spool_path)),
             counts: counts.into(),
             consistency_point,
             size_hint: size,

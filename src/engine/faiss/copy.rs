@@ -20,7 +20,7 @@
 //! changing source never reaches a repository.
 
 use super::header::{self, HeaderError, Kind};
-use crate::engine::spool::Spool;
+use crate::engine::spool::{Spool, SpoolFile};
 use crate::engine::stamp::Stamp;
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
@@ -76,18 +76,6 @@ pub struct Copied {
     /// Taken before the accepted attempt's first record: the files held this content
     /// from then on, until the copy was checked.
     pub consistency_point: DateTime<Utc>,
-}
-
-/// A spool file being read; removed when dropped.
-pub struct SpoolFile {
-    file: File,
-    _path: tempfile::TempPath,
-}
-
-impl Read for SpoolFile {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.file.read(buf)
-    }
 }
 
 /// Why an attempt did not produce an accepted copy.
@@ -334,10 +322,7 @@ fn attempt(
         .map_err(|e| Error::io(&what, e))?;
     spool_file.rewind().map_err(|e| Error::io(&what, e))?;
     Ok(Copied {
-        archive: SpoolFile {
-            file: spool_file,
-            _path: spool_path,
-        },
+        archive: SpoolFile::new(spool_file, spool_path),
         archive_size,
         files,
         attempts: 0,

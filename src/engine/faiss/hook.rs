@@ -1,10 +1,10 @@
 //! The `post-restore` command: run after the restored files are in place, with a
 //! timeout, its output captured for the log and for the error message.
 
-use crate::engine::child::{capture, collect};
+use crate::engine::child::{capture, collect, wait_until};
 use crate::error::{Error, Result};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 /// Output kept per stream: the end of it, where the reason for a failure usually is.
@@ -19,20 +19,6 @@ pub struct HookOutcome {
     pub stdout: String,
     /// End of its standard error.
     pub stderr: String,
-}
-
-/// Wait for `child` until `deadline`; `None` when it is still running then.
-fn wait_until(child: &mut Child, deadline: Instant) -> std::io::Result<Option<ExitStatus>> {
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(None);
-        }
-        std::thread::sleep(left.min(Duration::from_millis(20)));
-    }
 }
 
 /// The last lines of `text`, for an error message.
@@ -71,7 +57,7 @@ pub fn run(argv: &[String], dir: &Path, timeout: Duration) -> Result<HookOutcome
     let out = capture(child.stdout.take().expect("piped"), KEEP);
     let err = capture(child.stderr.take().expect("piped"), KEEP);
     let started = Instant::now();
-    let status = wait_until(&mut child, started + timeout)
+    let status = wait_until(&mut child, Some(started + timeout))
         .map_err(|e| Error::io(format!("waiting for post-restore command `{shown}`"), e))?;
     let Some(status) = status else {
         let _ = child.kill();

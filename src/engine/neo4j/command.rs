@@ -2,10 +2,10 @@
 //! `stop` and `start` commands, and the wrapper's file commands. Their stderr is kept
 //! for error messages; bounded work runs under a timeout.
 
-use crate::engine::child::{capture, collect};
+use crate::engine::child::{capture, collect, wait_until};
 use crate::error::{Error, Result};
 use std::io::{self, Read, Write};
-use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -46,24 +46,6 @@ fn spawn(argv: &[String], stdin: Stdio, stdout: Stdio, key: &str) -> Result<Chil
                 shown(argv)
             ))
         })
-}
-
-/// Wait for `child` until `deadline` (forever without one); `None` when it is still
-/// running then.
-fn wait_until(child: &mut Child, deadline: Option<Instant>) -> io::Result<Option<ExitStatus>> {
-    let Some(deadline) = deadline else {
-        return child.wait().map(Some);
-    };
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
-        }
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Ok(None);
-        }
-        std::thread::sleep(left.min(Duration::from_millis(20)));
-    }
 }
 
 /// Run `argv` to its end and return its stdout; killed after `timeout` when given.
