@@ -203,7 +203,7 @@ path = "DIR/pipe"
 schedule = "0 3 * * *"
 destinations = ["local"]
 "#,
-        "lease-ttl = \"3s\"",
+        "lease-ttl = \"6s\"",
     );
     let pipe = env.dir.path().join("pipe");
     mkfifo(&pipe);
@@ -219,29 +219,34 @@ destinations = ["local"]
     wait_for("the lease", Duration::from_secs(20), || {
         !files_under(&leases).is_empty()
     });
-    // Renewed at least once (every second with a 3 s lease).
-    std::thread::sleep(Duration::from_millis(1500));
+    // Renewed at least once (every 2 s with a 6 s lease), so the lease outlives the
+    // holder by at least 4 s.
+    std::thread::sleep(Duration::from_millis(2500));
     holder.kill().unwrap(); // SIGKILL: no release, no cleanup
     holder.wait().unwrap();
     let killed_at = Instant::now();
 
     // Within the lease's lifetime another run is refused, naming the holder.
     let out = env.cmd().args(["schedule", "--once"]).output().unwrap();
-    if killed_at.elapsed() < Duration::from_millis(1400) {
-        assert_eq!(
-            out.status.code(),
-            Some(6),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            String::from_utf8_lossy(&out.stdout).contains("is locked by"),
-            "{}",
-            String::from_utf8_lossy(&out.stdout)
-        );
-    }
+    assert!(
+        killed_at.elapsed() < Duration::from_secs(4),
+        "the second run took too long to prove anything"
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("is locked by"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // After its expiry the lease is taken over, with no unlock step.
-    std::thread::sleep(Duration::from_secs(4));
+    std::thread::sleep(
+        (killed_at + Duration::from_millis(6500)).saturating_duration_since(Instant::now()),
+    );
     let writer = {
         let pipe = pipe.clone();
         std::thread::spawn(move || {
