@@ -51,3 +51,55 @@ impl Intercept for RecordOperations {
         Ok(())
     }
 }
+
+/// The shared AWS configuration for `region` (the environment's region when `None`):
+/// credentials and endpoints from the usual chain (`AWS_ENDPOINT_URL` included, which
+/// points the clients at another endpoint, e.g. a test server).
+pub async fn shared_config(region: Option<&str>) -> aws_config::SdkConfig {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(r) = region {
+        loader = loader.region(aws_config::Region::new(r.to_string()));
+    }
+    loader.load().await
+}
+
+/// An RDS client for `region` that records its operations.
+pub async fn rds_client(region: Option<&str>) -> (aws_sdk_rds::Client, Option<String>) {
+    let shared = shared_config(region).await;
+    let region = shared.region().map(|r| r.to_string());
+    let conf = aws_sdk_rds::config::Builder::from(&shared)
+        .interceptor(RecordOperations)
+        .build();
+    (aws_sdk_rds::Client::from_conf(conf), region)
+}
+
+/// A Route53 client (a global service) that records its operations.
+pub async fn route53_client() -> aws_sdk_route53::Client {
+    // Route53's API lives in us-east-1 whatever the region the zone serves.
+    let shared = shared_config(Some("us-east-1")).await;
+    let conf = aws_sdk_route53::config::Builder::from(&shared)
+        .interceptor(RecordOperations)
+        .build();
+    aws_sdk_route53::Client::from_conf(conf)
+}
+
+/// An error of an AWS call as one line: what was done, the service's code and message.
+pub fn error_line<E, R>(
+    what: &str,
+    e: aws_smithy_runtime_api::client::result::SdkError<E, R>,
+) -> String
+where
+    E: aws_sdk_rds::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_rds::error::{DisplayErrorContext, SdkError};
+    let detail = match &e {
+        SdkError::ServiceError(s) => format!(
+            "{}: {}",
+            s.err().code().unwrap_or("error"),
+            s.err().message().unwrap_or("no message")
+        ),
+        other => DisplayErrorContext(other).to_string(),
+    };
+    format!("{what}: {detail}")
+}

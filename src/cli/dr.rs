@@ -59,6 +59,11 @@ pub enum DrCommand {
         /// Run id of the drill
         run: String,
     },
+    /// Undo a real run: DNS and helm back to what they were before it, created targets removed
+    Rollback {
+        /// Run id
+        run: String,
+    },
 }
 
 fn load_plan(set: &PolicySet, name: &str) -> anyhow::Result<Plan> {
@@ -132,7 +137,7 @@ pub async fn run(g: &Global, cmd: DrCommand) -> anyhow::Result<i32> {
         }
         DrCommand::Teardown { run } => {
             let ctx = g.context().await?;
-            let removed = runner::teardown(&ctx, &run)?;
+            let removed = runner::teardown(&ctx, &run).await?;
             if g.json {
                 super::commands::print_json(
                     &serde_json::json!({"run-id": run, "removed": removed}),
@@ -145,6 +150,14 @@ pub async fn run(g: &Global, cmd: DrCommand) -> anyhow::Result<i32> {
                 }
             }
             Ok(0)
+        }
+        DrCommand::Rollback { run } => {
+            let ctx = Arc::new(g.context().await?);
+            let (report, failures) = runner::rollback(ctx, &run, live(g)).await?;
+            print_report(g, &report);
+            // The run's own verdict says how the run went; this command says whether
+            // everything was undone.
+            Ok(if failures == 0 { 0 } else { 1 })
         }
     }
 }

@@ -219,10 +219,10 @@ pub fn build(plan: &Plan, run: &DrRunRow, rows: &[DrStepRow], events: Vec<Event>
         None
     };
     // RPO: the newest data point restored; per restore, the freshness its integrity
-    // step read, else the backup's consistency point.
+    // step read, else the backup's (or RDS snapshot's) consistency point.
     let mut newest: Option<DateTime<Utc>> = None;
     for (p, s) in plan.steps.iter().zip(&steps) {
-        if !matches!(p.action, Action::Restore { .. }) || !done(s) {
+        if !matches!(p.action, Action::Restore { .. } | Action::RdsRestore(_)) || !done(s) {
             continue;
         }
         let fresh = plan
@@ -246,7 +246,7 @@ pub fn build(plan: &Plan, run: &DrRunRow, rows: &[DrStepRow], events: Vec<Event>
     let restores = plan
         .steps
         .iter()
-        .any(|s| matches!(s.action, Action::Restore { .. }));
+        .any(|s| matches!(s.action, Action::Restore { .. } | Action::RdsRestore(_)));
     let rto = Objective::new(plan.rto_secs, rto_achieved, true);
     let rpo = Objective::new(plan.rpo_secs, rpo_achieved, restores);
     let code = exit_code(&steps, &rto, &rpo);

@@ -470,7 +470,7 @@ async fn drive(
         roll_back(&run).await?;
     }
     if mode == Mode::Drill {
-        teardown_steps(&run)?;
+        teardown_steps(&run).await?;
     }
     run.view.finish();
     finish(&run, &run_row)
@@ -584,15 +584,30 @@ async fn run_step(run: &Run, step: &Step) -> Result<()> {
     let mut row = run.row(&step.id);
     let now = run.ctx.clock.now();
     row.started_at = row.started_at.or(Some(now));
-    let effect = match step::resolve(
-        &run.ctx,
-        &run.plan,
-        step,
-        run.mode,
-        &run.run_id,
-        &run.outputs(),
-        false,
-    ) {
+    // A step interrupted by a crash runs again with the effect it was resolved to the
+    // first time: the same backup or snapshot, and above all the same captured state
+    // (DNS records, helm revision) that a rollback returns to. Resolving again would
+    // capture what the interrupted attempt had already changed.
+    let earlier: Option<Effect> = (row.attempts > 0)
+        .then(|| serde_json::from_str::<Effect>(&row.effect).ok())
+        .flatten()
+        .filter(|e| !e.kind.is_empty() && e.kind != "none");
+    let resolved = match earlier {
+        Some(e) => Ok(e),
+        None => {
+            step::resolve(
+                &run.ctx,
+                &run.plan,
+                step,
+                run.mode,
+                &run.run_id,
+                &run.outputs(),
+                false,
+            )
+            .await
+        }
+    };
+    let effect = match resolved {
         Ok(e) => e,
         Err(e) => {
             row.state = fail_state(&e).into();
@@ -691,7 +706,32 @@ fn describe(effect: &Effect, attempt: u32, attempts: u32) -> String {
             effect.target.as_deref().unwrap_or("")
         ),
         "integrity" => format!("check {}", effect.target.as_deref().unwrap_or("")),
-        "command" => effect.argv.as_deref().unwrap_or_default().join(" "),
+        "command" | "helm" => effect.argv.as_deref().unwrap_or_default().join(" "),
+        "rds_restore" => effect
+            .rds
+            .as_ref()
+            .map(|r| {
+                format!(
+                    "restore snapshot {} -> DB instance {} ({})",
+                    r.snapshot, r.target, r.region
+                )
+            })
+            .unwrap_or_default(),
+        "route53_failover" => effect
+            .dns
+            .as_ref()
+            .map(|d| {
+                format!(
+                    "UPSERT {} in zone {}",
+                    d.changes
+                        .iter()
+                        .map(|c| c.after.describe())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    d.zone
+                )
+            })
+            .unwrap_or_default(),
         other => other.to_string(),
     };
     if attempts > 1 {
@@ -701,26 +741,59 @@ fn describe(effect: &Effect, attempt: u32, attempts: u32) -> String {
     }
 }
 
-/// Undo, newest first, what the run did: restore targets it created are removed, commands
-/// with an `undo` have it run. A restore that replaced an existing target cannot be
-/// undone; the timeline says so.
-async fn roll_back(run: &Run) -> Result<()> {
+/// Undo, newest first, what the run did: restore targets it created are removed,
+/// commands with an `undo` have it run, helm releases go back to the revision captured
+/// before the run (or are uninstalled), DNS records go back to the records captured
+/// before the run. A restore that replaced an existing target cannot be undone, and a
+/// restored RDS instance is kept (deleting a database is not a rollback); the timeline
+/// says so. Helm and DNS steps that failed or were interrupted are undone too: their
+/// change may have been partly made, and writing back the captured state is harmless
+/// when it was not. Returns how many undos failed.
+async fn roll_back(run: &Run) -> Result<usize> {
     run.event("", "rollback", "undoing completed steps, newest first")?;
-    let mut done: Vec<DrStepRow> = run
+    let mut todo: Vec<DrStepRow> = run
         .rows()
         .into_iter()
-        .filter(|r| r.state == state::SUCCEEDED)
+        .filter(|r| {
+            let kind = serde_json::from_str::<Effect>(&r.effect)
+                .map(|e| e.kind)
+                .unwrap_or_default();
+            match r.state.as_str() {
+                state::SUCCEEDED => true,
+                state::FAILED | state::RUNNING => {
+                    r.attempts > 0 && matches!(kind.as_str(), "helm" | "route53_failover")
+                        || r.state == state::RUNNING && kind == "restore"
+                }
+                _ => false,
+            }
+        })
         .collect();
-    done.sort_by_key(|r| std::cmp::Reverse(r.finished_at));
-    for mut row in done {
+    // Newest first; a step interrupted while running (no end) is the newest of all.
+    todo.sort_by_key(|r| std::cmp::Reverse((r.finished_at.is_none(), r.finished_at)));
+    let mut failures = 0;
+    for mut row in todo {
         let effect: Effect = serde_json::from_str(&row.effect).unwrap_or_default();
+        let keep_state = row.state == state::FAILED;
+        let mark = |run: &Run, row: &mut DrStepRow, detail: &str| -> Result<()> {
+            if keep_state {
+                run.event(&row.step_id, "rolled back", detail)
+            } else {
+                row.state = state::ROLLED_BACK.into();
+                run.checkpoint(row.clone(), state::ROLLED_BACK, detail)
+            }
+        };
         match effect.kind.as_str() {
             "restore" => {
                 let target = effect.target.clone().unwrap_or_default();
-                if effect.target_existed == Some(false) {
+                if target.contains("://") {
+                    run.event(
+                        &row.step_id,
+                        "not undone",
+                        &format!("{target} is a database: it is left as restored"),
+                    )?;
+                } else if effect.target_existed == Some(false) {
                     step::remove_target(&target)?;
-                    row.state = state::ROLLED_BACK.into();
-                    run.checkpoint(row, state::ROLLED_BACK, &format!("removed {target}"))?;
+                    mark(run, &mut row, &format!("removed {target}"))?;
                 } else {
                     run.event(
                         &row.step_id,
@@ -729,7 +802,7 @@ async fn roll_back(run: &Run) -> Result<()> {
                     )?;
                 }
             }
-            "command" => {
+            "command" | "helm" => {
                 let Some(undo) = effect.undo.clone() else {
                     continue;
                 };
@@ -740,30 +813,99 @@ async fn roll_back(run: &Run) -> Result<()> {
                     .unwrap_or(600);
                 let capture = run.journal.join(format!("{}.undo.out", row.step_id));
                 match step::command::run(&undo, Duration::from_secs(timeout), &capture).await {
-                    Ok(_) => {
-                        row.state = state::ROLLED_BACK.into();
-                        run.checkpoint(row, state::ROLLED_BACK, &undo.join(" "))?;
+                    Ok(_) => mark(run, &mut row, &undo.join(" "))?,
+                    Err(e) => {
+                        failures += 1;
+                        run.event(&row.step_id, "undo failed", &e.to_string())?
                     }
-                    Err(e) => run.event(&row.step_id, "undo failed", &e.to_string())?,
+                }
+            }
+            "route53_failover" => match step::route53::restore(&effect).await {
+                Ok(done) => mark(run, &mut row, &format!("records as before the run: {done}"))?,
+                Err(e) => {
+                    failures += 1;
+                    run.event(&row.step_id, "undo failed", &e.to_string())?
+                }
+            },
+            "rds_restore" if run.mode == Mode::Run => {
+                let target = effect.target.clone().unwrap_or_default();
+                run.event(
+                    &row.step_id,
+                    "not undone",
+                    &format!("DB instance {target} is kept (delete it with `aws rds delete-db-instance` once it is not needed)"),
+                )?;
+            }
+            _ => {}
+        }
+    }
+    Ok(failures)
+}
+
+/// Remove what a drill created, per its checkpointed effects: restore targets, the
+/// helm release and namespace, the restored DB instance, the drill DNS records.
+/// Returns what was removed.
+async fn remove_drill_effects(
+    ctx: &Context,
+    run_id: &str,
+    rows: &[DrStepRow],
+) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for row in rows {
+        let effect: Effect = serde_json::from_str(&row.effect).unwrap_or_default();
+        let mut note = |what: String| -> Result<()> {
+            ctx.catalog
+                .dr_event(run_id, ctx.clock.now(), &row.step_id, "torn down", &what)?;
+            removed.push(what);
+            Ok(())
+        };
+        match effect.kind.as_str() {
+            "restore" => match (&effect.target, &effect.source) {
+                (Some(target), Some(source)) if target.contains("://") => {
+                    let src = ctx.policies.source(source)?;
+                    if let crate::policy::SourceConfig::Postgres(cfg) = &src.config
+                        && crate::engine::postgres::PostgresEngine::new(cfg.clone())
+                            .drop_target(target)
+                            .await?
+                    {
+                        note(format!("dropped database {target}"))?;
+                    }
+                }
+                (Some(target), _) if step::remove_target(target)? => {
+                    note(format!("removed {target}"))?;
+                }
+                _ => {}
+            },
+            "helm" => {
+                for argv in effect.teardown.iter().flatten() {
+                    let capture =
+                        journal_dir(ctx, run_id).join(format!("{}.teardown.out", row.step_id));
+                    match step::command::run(argv, Duration::from_secs(600), &capture).await {
+                        Ok(_) => note(argv.join(" "))?,
+                        Err(e) => {
+                            return Err(e.context(format!("tearing down step {}", row.step_id)));
+                        }
+                    }
+                }
+            }
+            "rds_restore" => {
+                if let Some(what) = step::rds::delete_created(&effect).await? {
+                    note(what)?;
+                }
+            }
+            "route53_failover" => {
+                let done = step::route53::restore(&effect).await?;
+                if done != "nothing to restore" {
+                    note(format!("drill records: {done}"))?;
                 }
             }
             _ => {}
         }
     }
-    Ok(())
+    Ok(removed)
 }
 
-fn teardown_steps(run: &Run) -> Result<()> {
-    let rows = run.rows();
-    for row in rows {
-        let effect: Effect = serde_json::from_str(&row.effect).unwrap_or_default();
-        if effect.kind == "restore"
-            && let Some(target) = &effect.target
-            && step::remove_target(target)?
-        {
-            run.event(&row.step_id, "torn down", &format!("removed {target}"))?;
-        }
-    }
+async fn teardown_steps(run: &Run) -> Result<()> {
+    remove_drill_effects(&run.ctx, &run.run_id, &run.rows()).await?;
     run.event("", "torn down", "everything the drill created is removed")
 }
 
@@ -822,31 +964,15 @@ pub fn status(ctx: &Context, run_id: Option<&str>) -> Result<DrReport> {
 }
 
 /// Remove what a drill created (for a drill that was killed before its own teardown).
-pub fn teardown(ctx: &Context, run_id: &str) -> Result<Vec<String>> {
+pub async fn teardown(ctx: &Context, run_id: &str) -> Result<Vec<String>> {
     let run = find_run(ctx, Some(run_id))?;
     if run.mode != "drill" {
         return Err(Error::bad_input(format!(
-            "run {run_id} is a real run, not a drill: teardown removes only what a drill created"
+            "run {run_id} is a real run, not a drill: teardown removes only what a drill created (`lifeboat dr rollback {run_id}` undoes a real run)"
         )));
     }
-    let mut removed = Vec::new();
+    let removed = remove_drill_effects(ctx, run_id, &ctx.catalog.dr_steps(run_id)?).await?;
     let now = ctx.clock.now();
-    for row in ctx.catalog.dr_steps(run_id)? {
-        let effect: Effect = serde_json::from_str(&row.effect).unwrap_or_default();
-        if effect.kind == "restore"
-            && let Some(target) = &effect.target
-            && step::remove_target(target)?
-        {
-            ctx.catalog.dr_event(
-                run_id,
-                now,
-                &row.step_id,
-                "torn down",
-                &format!("removed {target}"),
-            )?;
-            removed.push(target.clone());
-        }
-    }
     ctx.catalog
         .dr_event(run_id, now, "", "torn down", "by `lifeboat dr teardown`")?;
     if run.status == "running" || run.status == "waiting" {
@@ -855,6 +981,62 @@ pub fn teardown(ctx: &Context, run_id: &str) -> Result<Vec<String>> {
             .dr_update_run(run_id, "torn-down", Some(now), None)?;
     }
     Ok(removed)
+}
+
+/// Undo a real run on request (`lifeboat dr rollback RUN`): after it finished (a
+/// failback), or after a crash instead of resuming it. The run is then `rolled-back`.
+/// Returns the report and how many undos failed.
+pub async fn rollback(ctx: Arc<Context>, run_id: &str, live: bool) -> Result<(DrReport, usize)> {
+    let run_row = find_run(&ctx, Some(run_id))?;
+    if run_row.mode == "drill" {
+        return Err(Error::bad_input(format!(
+            "run {run_id} is a drill: a drill removes what it created itself (`lifeboat dr teardown {run_id}` after a kill)"
+        )));
+    }
+    if matches!(run_row.status.as_str(), "rolled-back" | "torn-down") {
+        return Err(Error::bad_input(format!(
+            "run {run_id} is already {}",
+            run_row.status
+        )));
+    }
+    let plan: Plan = serde_json::from_str(&run_row.plan_json)
+        .map_err(|e| Error::failed(format!("run {run_id}: stored plan unreadable: {e}")))?;
+    let _lock = run_lock(&ctx, &plan.name, Mode::Run, run_id)?;
+    let plan = Arc::new(plan);
+    let rows: BTreeMap<String, DrStepRow> = ctx
+        .catalog
+        .dr_steps(run_id)?
+        .into_iter()
+        .map(|r| (r.step_id.clone(), r))
+        .collect();
+    let run = Run {
+        journal: journal_dir(&ctx, run_id),
+        ctx: ctx.clone(),
+        plan: plan.clone(),
+        run_id: run_id.to_string(),
+        mode: Mode::Run,
+        yes: false,
+        view: View::new(&plan, live),
+        rows: Mutex::new(rows),
+    };
+    run.event("", "rollback requested", "by `lifeboat dr rollback`")?;
+    let failures = roll_back(&run).await?;
+    run.view.finish();
+    let now = ctx.clock.now();
+    let status = if failures == 0 {
+        "rolled-back"
+    } else {
+        "failed"
+    };
+    ctx.catalog.dr_event(run_id, now, "", status, "")?;
+    let mut row = run_row.clone();
+    row.status = status.into();
+    row.finished_at = row.finished_at.or(Some(now));
+    let report = report::build(&plan, &row, &run.rows(), events(&ctx, run_id)?);
+    let text = serde_json::to_string(&report).expect("reports serialise");
+    ctx.catalog
+        .dr_update_run(run_id, status, row.finished_at, Some(&text))?;
+    Ok((report, failures))
 }
 
 /// One step of a dry run.
@@ -901,7 +1083,7 @@ pub async fn dry_run(ctx: &Context, plan: &Plan, mode: Mode) -> Result<DryRunRep
     let mut outputs: Outputs = BTreeMap::new();
     let mut steps = Vec::new();
     for s in topological(plan) {
-        let effect = step::resolve(ctx, plan, s, mode, run_id, &outputs, true)?;
+        let effect = step::resolve(ctx, plan, s, mode, run_id, &outputs, true).await?;
         if effect.kind == "restore" {
             let o = outputs.entry(s.id.clone()).or_default();
             for (k, v) in [

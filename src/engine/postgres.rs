@@ -442,6 +442,48 @@ impl Drop for DumpReader {
 }
 
 impl PostgresEngine {
+    /// The drill twin of a restore target: the same server, database `DB_drill_SUFFIX`,
+    /// so that a drill never writes the database it rehearses restoring.
+    pub fn drill_target(url: &str, suffix: &str) -> Result<String> {
+        let mut u = url::Url::parse(url).map_err(|e| {
+            Error::bad_input(format!(
+                "`{}`: a drill renames the target database, which needs a URL postgres://USER@HOST:5432/DBNAME ({e})",
+                redact(url)
+            ))
+        })?;
+        let db = u.path().trim_start_matches('/').to_string();
+        if db.is_empty() || db.contains('/') {
+            return Err(Error::bad_input(format!(
+                "`{}` names no database; write postgres://USER@HOST:5432/DBNAME",
+                redact(url)
+            )));
+        }
+        u.set_path(&format!("/{db}_drill_{suffix}"));
+        Ok(u.to_string())
+    }
+
+    /// Drop a restore target's database (drill teardown); true when it existed.
+    pub async fn drop_target(&self, url: &str) -> Result<bool> {
+        let t = self.target(url)?;
+        let db = t.dbname()?.to_string();
+        let admin = t.with_db("postgres").connect().await?;
+        let existed = admin
+            .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
+            .await
+            .map_err(|e| pg_error(&format!("looking up database {db}"), e))?
+            .is_some();
+        if existed {
+            admin
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    ident(&db)
+                ))
+                .await
+                .map_err(|e| pg_error(&format!("dropping database {db}"), e))?;
+        }
+        Ok(existed)
+    }
+
     /// An engine for `cfg`.
     pub fn new(cfg: PostgresConfig) -> Self {
         PostgresEngine { cfg }

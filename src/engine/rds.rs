@@ -24,7 +24,7 @@ use crate::policy::{RdsConfig, RdsCopy};
 use crate::storage::{Check, CheckStatus};
 use aws_config::BehaviorVersion;
 use aws_sdk_rds::Client;
-use aws_sdk_rds::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_rds::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_rds::types::{DbSnapshot, Tag};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -131,15 +131,7 @@ where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,
 {
-    let detail = match &e {
-        SdkError::ServiceError(s) => format!(
-            "{}: {}",
-            s.err().code().unwrap_or("error"),
-            s.err().message().unwrap_or("no message")
-        ),
-        other => DisplayErrorContext(other).to_string(),
-    };
-    Error::failed(format!("{what}: {detail}"))
+    Error::failed(crate::aws::error_line(what, e))
 }
 
 fn chrono_time(t: Option<&aws_sdk_rds::primitives::DateTime>) -> Option<DateTime<Utc>> {

@@ -5,8 +5,11 @@
 //! so that the resolved effect is checkpointed before it is made.
 
 pub mod command;
+pub mod helm;
 pub mod integrity;
+pub mod rds;
 pub mod restore;
+pub mod route53;
 
 use super::Mode;
 use super::plan::{Action, DrillCommand, Plan, Step, substitute, substitute_known};
@@ -47,9 +50,25 @@ pub struct Effect {
     /// Command that undoes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub undo: Option<Vec<String>>,
-    /// Why nothing is done (a drill skipping a command).
+    /// Why nothing is done (a drill skipping a command), or what was captured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// Commands that remove what a drill created (helm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub teardown: Option<Vec<Vec<String>>>,
+    /// `rds_restore`: the snapshot and the instance restored into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rds: Option<rds::RdsEffect>,
+    /// `route53_failover`: the zone, and each record set after and before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns: Option<route53::DnsEffect>,
+}
+
+/// A short digest of a run id, for names a drill creates outside lifeboat (DB
+/// instances, namespaces, DNS names) where the whole run id would not fit.
+pub fn drill_digest(run_id: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(run_id.as_bytes())[..4])
 }
 
 /// The target a drill writes instead of `target`: beside it, suffixed with the run id,
@@ -68,8 +87,9 @@ pub fn drill_target(target: &Path, run_id: &str) -> PathBuf {
 
 /// Resolve `step` for `mode`: references substituted (missing ones are left as written
 /// when `lenient`, for dry runs), paths made absolute, drill isolation applied, and the
-/// backup of a restore chosen.
-pub fn resolve(
+/// backup of a restore chosen. The AWS and helm kinds read what they will change now
+/// (read-only calls), so that it is checkpointed before anything changes.
+pub async fn resolve(
     ctx: &Context,
     plan: &Plan,
     step: &Step,
@@ -91,16 +111,36 @@ pub fn resolve(
             target,
             at,
             replace: _,
+            drill_skip,
         } => {
+            if mode == Mode::Drill && *drill_skip {
+                return Ok(Effect {
+                    kind: "none".into(),
+                    note: Some(format!("skipped in a drill: restore {source}")),
+                    ..Effect::default()
+                });
+            }
             let target = sub(target)?;
+            let postgres = matches!(
+                ctx.policies.source(source)?.config,
+                crate::policy::SourceConfig::Postgres(_)
+            );
             let target = if target.contains("://") {
-                if mode == Mode::Drill {
-                    return Err(Error::bad_input(format!(
-                        "step {}: target `{target}`: a drill isolates file targets only (give the step a file target)",
-                        step.id
-                    )));
+                match mode {
+                    Mode::Drill if postgres => {
+                        crate::engine::postgres::PostgresEngine::drill_target(
+                            &target,
+                            &drill_digest(run_id),
+                        )?
+                    }
+                    Mode::Drill => {
+                        return Err(Error::bad_input(format!(
+                            "step {}: target `{target}`: a drill isolates file, folder and PostgreSQL targets only (set drill = \"skip\" on the step)",
+                            step.id
+                        )));
+                    }
+                    Mode::Run => target,
                 }
-                target
             } else {
                 let p = Path::new(&target);
                 let p = if p.is_absolute() {
@@ -180,6 +220,29 @@ pub fn resolve(
             note: Some(prompt.clone()),
             ..Effect::default()
         }),
+        Action::RdsRestore(r) => {
+            rds::resolve(
+                r,
+                plan.region.as_deref(),
+                &plan.name,
+                &step.id,
+                mode == Mode::Drill,
+                run_id,
+            )
+            .await
+        }
+        Action::Helm(h) => {
+            helm::resolve(
+                h,
+                &plan.root,
+                step.timeout_secs,
+                mode == Mode::Drill,
+                run_id,
+                &sub,
+            )
+            .await
+        }
+        Action::Route53Failover(d) => route53::resolve(d, mode == Mode::Drill, run_id, &sub).await,
     }
 }
 
@@ -208,11 +271,31 @@ pub async fn execute(
             .await
         }
         Action::Approval { .. } => Ok(BTreeMap::new()),
+        Action::RdsRestore(_) => rds::run(effect, &format!("dr.step.{}.after-call", step.id)).await,
+        Action::Helm(h) => {
+            helm::run(
+                h,
+                effect,
+                std::time::Duration::from_secs(step.timeout_secs),
+                &journal_dir.join(format!("{}.out", step.id)),
+            )
+            .await
+        }
+        Action::Route53Failover(_) => {
+            route53::run(effect, &format!("dr.step.{}.after-call", step.id)).await
+        }
     }
 }
 
-/// Remove a file target and its SQLite sidecars; true when something was removed.
+/// Remove a file or folder target (and a file's SQLite sidecars); true when something
+/// was removed.
 pub fn remove_target(target: &str) -> Result<bool> {
+    let dir = Path::new(target);
+    if dir.is_dir() {
+        std::fs::remove_dir_all(dir)
+            .map_err(|e| Error::io(format!("removing {}", dir.display()), e))?;
+        return Ok(true);
+    }
     let mut removed = false;
     for suffix in ["", "-wal", "-shm", "-journal"] {
         let p = PathBuf::from(format!("{target}{suffix}"));

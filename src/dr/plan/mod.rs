@@ -6,10 +6,13 @@
 //! steps that do not run before, or to outputs a step does not have, and command steps
 //! that do not say what a drill does with them.
 
+pub mod cloud;
+
 use crate::error::{Error, Result};
 use crate::policy::fields::Fields;
 use crate::policy::{PolicyError, PolicyErrors, PolicySet};
 use chrono::{DateTime, Utc};
+use cloud::{Helm, RdsRestore, Route53Failover};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -30,6 +33,9 @@ pub struct Plan {
     pub rto_secs: i64,
     /// Recovery point objective, in seconds.
     pub rpo_secs: i64,
+    /// The region recovered into: the default of the AWS steps.
+    #[serde(default)]
+    pub region: Option<String>,
     /// Steps in file order.
     pub steps: Vec<Step>,
 }
@@ -106,6 +112,9 @@ pub enum Action {
         at: At,
         /// Replace a non-empty target.
         replace: bool,
+        /// Not run in a drill (targets a drill cannot isolate, e.g. a Neo4j database).
+        #[serde(default)]
+        drill_skip: bool,
     },
     /// Recount a restored target, compare with the manifest, run queries.
     Integrity {
@@ -132,6 +141,12 @@ pub enum Action {
         /// What the operator approves.
         prompt: String,
     },
+    /// Restore an RDS snapshot into a new DB instance and wait until it is available.
+    RdsRestore(RdsRestore),
+    /// `helm upgrade --install`, rolled back with `helm rollback`.
+    Helm(Helm),
+    /// Switch Route53 record sets, rolled back to the records captured before.
+    Route53Failover(Route53Failover),
 }
 
 impl Action {
@@ -142,11 +157,14 @@ impl Action {
             Action::Integrity { .. } => "integrity",
             Action::Command { .. } => "command",
             Action::Approval { .. } => "approval",
+            Action::RdsRestore(_) => "rds_restore",
+            Action::Helm(_) => "helm",
+            Action::Route53Failover(_) => "route53_failover",
         }
     }
 }
 
-const PLAN_KEYS: &[&str] = &["name", "description", "rto", "rpo", "steps"];
+const PLAN_KEYS: &[&str] = &["name", "description", "rto", "rpo", "region", "steps"];
 const STEP_KEYS: &[&str] = &[
     "id",
     "kind",
@@ -157,7 +175,15 @@ const STEP_KEYS: &[&str] = &[
     "restores-service",
     "description",
 ];
-const KINDS: &[&str] = &["restore", "integrity", "command", "approval"];
+const KINDS: &[&str] = &[
+    "restore",
+    "integrity",
+    "command",
+    "approval",
+    "rds_restore",
+    "helm",
+    "route53_failover",
+];
 
 /// Output keys each kind publishes (integrity adds one per query).
 fn outputs_of(kind: &str) -> &'static [&'static str] {
@@ -171,6 +197,17 @@ fn outputs_of(kind: &str) -> &'static [&'static str] {
         ],
         "integrity" => &["freshness"],
         "command" => &["stdout", "exit-code"],
+        "rds_restore" => &[
+            "instance",
+            "endpoint",
+            "port",
+            "arn",
+            "region",
+            "snapshot",
+            "consistency-point",
+        ],
+        "helm" => &["release", "namespace", "revision"],
+        "route53_failover" => &["change-id", "records"],
         _ => &[],
     }
 }
@@ -370,6 +407,7 @@ pub fn plan_from_text(
     };
     let rto = objective(&mut errs, "rto");
     let rpo = objective(&mut errs, "rpo");
+    let region = top.opt_str(&mut errs, "region").map(String::from);
     let mut raw_steps = Vec::new();
     match top.opt_value("steps") {
         None => top.error(
@@ -380,7 +418,9 @@ pub fn plan_from_text(
         Some(toml::Value::Array(items)) => {
             for (i, item) in items.iter().enumerate() {
                 match item.as_table() {
-                    Some(t) => raw_steps.push(read_step(&mut errs, set, file, i, t)),
+                    Some(t) => {
+                        raw_steps.push(read_step(&mut errs, set, file, i, t, region.as_deref()))
+                    }
                     None => errs.push(err(
                         file,
                         format!("steps[{i}]"),
@@ -421,6 +461,7 @@ pub fn plan_from_text(
         root: set.root.clone(),
         rto_secs: rto.unwrap_or_default(),
         rpo_secs: rpo.unwrap_or_default(),
+        region,
         steps: raw_steps.into_iter().filter_map(|s| s.step).collect(),
     })
 }
@@ -431,6 +472,7 @@ fn read_step(
     file: &Path,
     index: usize,
     t: &toml::Table,
+    plan_region: Option<&str>,
 ) -> RawStep {
     let n = errs.len();
     let id = t.get("id").and_then(|v| v.as_str()).map(String::from);
@@ -459,7 +501,7 @@ fn read_step(
         .req_str(
             errs,
             "kind",
-            "kind = \"restore\", \"integrity\", \"command\" or \"approval\"",
+            "kind = \"restore\", \"integrity\", \"command\", \"approval\", \"rds_restore\", \"helm\" or \"route53_failover\"",
         )
         .map(String::from);
     if let Some(k) = &kind
@@ -500,7 +542,7 @@ fn read_step(
     let mut allowed: Vec<&str> = STEP_KEYS.to_vec();
     let action = match kind.as_deref() {
         Some("restore") => {
-            allowed.extend_from_slice(&["source", "from", "target", "at", "replace"]);
+            allowed.extend_from_slice(&["source", "from", "target", "at", "replace", "drill"]);
             read_restore(errs, set, &mut f, &mut templated)
         }
         Some("integrity") => {
@@ -522,6 +564,18 @@ fn read_step(
                 .unwrap_or_default()
                 .to_string();
             Some(Action::Approval { prompt })
+        }
+        Some("rds_restore") => {
+            allowed.extend_from_slice(cloud::RDS_KEYS);
+            cloud::read_rds(errs, &mut f, plan_region).map(Action::RdsRestore)
+        }
+        Some("helm") => {
+            allowed.extend_from_slice(cloud::HELM_KEYS);
+            cloud::read_helm(errs, &mut f, &mut templated).map(Action::Helm)
+        }
+        Some("route53_failover") => {
+            allowed.extend_from_slice(cloud::DNS_KEYS);
+            cloud::read_route53(errs, &mut f, &mut templated).map(Action::Route53Failover)
         }
         // Other keys would be reported as unknown only because the kind is wrong.
         _ => {
@@ -624,12 +678,27 @@ fn read_restore(
         },
     };
     let replace = read_bool(errs, f, "replace").unwrap_or(false);
+    let drill_skip = match f.opt_str(errs, "drill") {
+        None | Some("isolate") => false,
+        Some("skip") => true,
+        Some(other) => {
+            f.error(
+                errs,
+                "drill",
+                format!(
+                    "`{other}`: write \"isolate\" (restore beside the real target, removed afterwards) or \"skip\""
+                ),
+            );
+            false
+        }
+    };
     Some(Action::Restore {
         source: source?.to_string(),
         from,
         target: target?.to_string(),
         at,
         replace,
+        drill_skip,
     })
 }
 
@@ -1089,17 +1158,142 @@ restores-service = true
         );
     }
 
-    #[test]
-    fn the_shipped_node_plan_is_valid_in_the_bizra_set() {
+    /// A plan shipped in policies/bizra/dr, validated against the bizra set.
+    fn bizra_plan(name: &str) -> Plan {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/bizra");
         let set = PolicySet::load(&root).unwrap();
-        let plans = load_plans(&set).unwrap();
-        let p = plans
-            .iter()
-            .find(|p| p.name == "node0-sqlite")
-            .expect("policies/bizra/dr/node0-sqlite.toml");
+        load_plans(&set)
+            .unwrap()
+            .into_iter()
+            .find(|p| p.name == name)
+            .unwrap_or_else(|| panic!("policies/bizra/dr/{name}.toml"))
+    }
+
+    #[test]
+    fn the_shipped_node_plan_is_valid_in_the_bizra_set() {
+        let p = bizra_plan("node0-sqlite");
         assert_eq!((p.rto_secs, p.rpo_secs), (300, 3600));
         let ids: Vec<&str> = p.steps.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["scale-down", "restore-hive", "integrity", "scale-up"]);
+    }
+
+    #[test]
+    fn the_shipped_region_plan_has_the_runbooks_shape() {
+        let p = bizra_plan("region-failover");
+        assert_eq!((p.rto_secs, p.rpo_secs), (3600, 6 * 3600));
+        assert_eq!(p.region.as_deref(), Some("us-west-2"));
+        let after = |id: &str| p.step(id).unwrap().after.clone();
+        // The restores start together; Helm waits for all of them; DNS goes last.
+        for restore in ["rds", "neo4j", "redis", "faiss"] {
+            assert!(after(restore).is_empty(), "{restore}");
+        }
+        assert_eq!(after("helm"), ["rds", "neo4j", "redis", "faiss"]);
+        let dns = p.step("dns").unwrap();
+        assert!(dns.restores_service);
+        assert!(after("dns").iter().all(|a| a.starts_with("integrity")));
+        assert!(p.steps.iter().all(|s| s.on_failure == OnFailure::Rollback));
+    }
+
+    #[test]
+    fn cloud_steps_are_checked_field_by_field() {
+        let e = check(
+            r#"
+name = "x"
+rto = "1h"
+rpo = "6h"
+[[steps]]
+id = "rds"
+kind = "rds_restore"
+instance = "bizra-prod"
+tag = { "lifeboat:source" = "rds" }
+target = "Bad--Name-"
+[[steps]]
+id = "helm"
+kind = "helm"
+after = ["rds"]
+release = "bizra"
+chart = "charts/bizra"
+namespace = "Bizra_NS"
+set = { "db.host" = "${steps.rds.outputs.hostname}", replicas = 2 }
+[[steps]]
+id = "dns"
+kind = "route53_failover"
+after = ["helm"]
+zone = "Z1"
+drill = "maybe"
+[[steps.records]]
+name = "api.bizra.ai"
+type = "CNAME"
+values = ["a.example"]
+failover = "PRIMARY"
+[[steps.records]]
+name = "www.bizra.ai"
+type = "A"
+ttl = 60
+values = ["192.0.2.1"]
+alias = { zone = "Z2", dns-name = "lb.example" }
+"#,
+        )
+        .unwrap_err();
+        for want in [
+            "steps.rds.region: missing (set region",
+            "steps.rds.instance: name the snapshot with exactly one of",
+            "steps.rds.target: `Bad--Name-` is not a DB instance identifier",
+            "steps.helm.namespace: `Bizra_NS`",
+            "steps.helm.set.replicas: expected a string",
+            "`${steps.rds.outputs.hostname}`: step `rds` has no output `hostname`",
+            "steps.dns.records[0].ttl: missing (add ttl = 60)",
+            "steps.dns.records[0].set-identifier: missing",
+            "steps.dns.records[1].alias: an alias record has no values and no ttl",
+            "steps.dns.drill: `maybe`",
+        ] {
+            assert!(e.contains(want), "missing {want:?} in:\n{e}");
+        }
+    }
+
+    #[test]
+    fn a_valid_cloud_plan_reads_whole() {
+        let p = check(
+            r#"
+name = "x"
+rto = "1h"
+rpo = "6h"
+region = "us-west-2"
+[[steps]]
+id = "rds"
+kind = "rds_restore"
+tag = { "lifeboat:source" = "rds" }
+target = "bizra-dr"
+security-groups = ["sg-1"]
+[[steps]]
+id = "dns"
+kind = "route53_failover"
+after = ["rds"]
+zone = "/hostedzone/Z1"
+[[steps.records]]
+name = "DB.Bizra.AI"
+type = "cname"
+ttl = 60
+values = ["${steps.rds.outputs.endpoint}"]
+"#,
+        )
+        .unwrap();
+        assert_eq!(p.region.as_deref(), Some("us-west-2"));
+        let Action::Route53Failover(d) = &p.steps[1].action else {
+            panic!("not a route53 step")
+        };
+        assert_eq!(d.zone, "Z1");
+        assert_eq!(d.records[0].name, "db.bizra.ai.");
+        assert_eq!(d.records[0].rtype, "CNAME");
+        let Action::RdsRestore(r) = &p.steps[0].action else {
+            panic!("not an rds step")
+        };
+        assert_eq!(
+            r.select,
+            cloud::SnapshotSelect::Tag {
+                key: "lifeboat:source".into(),
+                value: "rds".into()
+            }
+        );
     }
 }
