@@ -1,0 +1,844 @@
+//! The region-failover DR steps against real peers: moto for RDS and Route53 (started by
+//! scripts/test.sh), real PostgreSQL, Redis and FAISS restores through the engines, and
+//! a helm/kubectl STAND-IN (no Kubernetes cluster can run here; `standin_helm.py`
+//! accepts exactly the command lines the helm step sends and can be told to fail or
+//! hang). moto answers at once, so the crash tests use failpoints, not timing.
+
+#[path = "../support/moto.rs"]
+mod moto;
+#[path = "../support/postgres.rs"]
+mod postgres;
+#[path = "../support/redis.rs"]
+mod redis;
+#[path = "../support/util.rs"]
+mod util;
+
+use assert_cmd::Command;
+use aws_sdk_route53::types::{
+    Change, ChangeAction, ChangeBatch, HealthCheckConfig, HealthCheckType, ResourceRecord,
+    ResourceRecordSet, ResourceRecordSetFailover, RrType,
+};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use util::{local_repo, stderr};
+
+const EAST: &str = "us-east-1";
+const WEST: &str = "us-west-2";
+
+async fn shared(region: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_string()))
+        .endpoint_url(moto::endpoint())
+        .load()
+        .await
+}
+
+async fn rds(region: &str) -> aws_sdk_rds::Client {
+    aws_sdk_rds::Client::new(&shared(region).await)
+}
+
+/// A PostgreSQL DB instance in moto.
+async fn create_instance(region: &str, id: &str) {
+    rds(region)
+        .await
+        .create_db_instance()
+        .db_instance_identifier(id)
+        .db_instance_class("db.t3.micro")
+        .engine("postgres")
+        .engine_version("16.3")
+        .master_username("app")
+        .master_user_password("not-used-by-lifeboat")
+        .allocated_storage(20)
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn route53() -> aws_sdk_route53::Client {
+    aws_sdk_route53::Client::new(&shared(EAST).await)
+}
+
+/// A set with an `rds` source (a moto instance in us-east-1 whose snapshots lifeboat
+/// copies to us-west-2), and optionally real postgres, redis and faiss sources; a
+/// hosted zone with PRIMARY/SECONDARY records; the helm stand-in.
+struct Env {
+    dir: tempfile::TempDir,
+    policies: PathBuf,
+    tag: String,
+    source: String,
+    zone: String,
+    zone_name: String,
+    health_check: String,
+    bin: PathBuf,
+    record: PathBuf,
+    /// Real peers restored by the drill: (postgres db, redis server, faiss folder).
+    pg_db: Option<String>,
+    redis: Option<redis::Server>,
+    faiss_src: Option<PathBuf>,
+}
+
+fn python() -> PathBuf {
+    std::env::var_os("LIFEBOAT_TEST_PYTHON")
+        .map(PathBuf::from)
+        .expect("LIFEBOAT_TEST_PYTHON is not set: run the tests through scripts/test.sh")
+}
+
+impl Env {
+    async fn new(with_data: bool) -> Env {
+        let dir = tempfile::tempdir().unwrap();
+        let policies = dir.path().join("policies");
+        std::fs::create_dir_all(policies.join("dr")).unwrap();
+        let tag = format!("{:08x}", rand::random::<u32>());
+        let source = format!("rds-{tag}");
+
+        // The production instance in us-east-1 and a KMS key for the copies in us-west-2.
+        let instance = format!("lb-prod-{tag}");
+        create_instance(EAST, &instance).await;
+        let kms = aws_sdk_kms::Client::new(&shared(WEST).await);
+        let key = kms.create_key().send().await.unwrap();
+        let key = key.key_metadata().unwrap().arn().unwrap().to_string();
+
+        // The zone, with the primary in us-east-1 and the secondary in us-west-2.
+        let r53 = route53().await;
+        let zone_name = format!("lb-{tag}.example.");
+        let z = r53
+            .create_hosted_zone()
+            .name(&zone_name)
+            .caller_reference(&tag)
+            .send()
+            .await
+            .unwrap();
+        let zone = z
+            .hosted_zone()
+            .unwrap()
+            .id()
+            .trim_start_matches("/hostedzone/")
+            .to_string();
+        let hc = r53
+            .create_health_check()
+            .caller_reference(format!("hc-{tag}"))
+            .health_check_config(
+                HealthCheckConfig::builder()
+                    .r#type(HealthCheckType::Https)
+                    .fully_qualified_domain_name(format!("api.west.{zone_name}"))
+                    .port(443)
+                    .resource_path("/healthz")
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        let health_check = hc.health_check().unwrap().id().to_string();
+        let api = format!("api.{zone_name}");
+        let rr = |set: &str, fo: ResourceRecordSetFailover, value: &str| {
+            ResourceRecordSet::builder()
+                .name(&api)
+                .r#type(RrType::Cname)
+                .ttl(60)
+                .set_identifier(set)
+                .failover(fo)
+                .resource_records(ResourceRecord::builder().value(value).build().unwrap())
+                .build()
+                .unwrap()
+        };
+        let www = ResourceRecordSet::builder()
+            .name(format!("www.{zone_name}"))
+            .r#type(RrType::A)
+            .ttl(300)
+            .resource_records(
+                ResourceRecord::builder()
+                    .value("192.0.2.10")
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap();
+        let changes = [
+            rr(
+                "east",
+                ResourceRecordSetFailover::Primary,
+                "api.east.example",
+            ),
+            rr(
+                "west",
+                ResourceRecordSetFailover::Secondary,
+                "api.west.example",
+            ),
+            www,
+        ]
+        .into_iter()
+        .map(|r| {
+            Change::builder()
+                .action(ChangeAction::Create)
+                .resource_record_set(r)
+                .build()
+                .unwrap()
+        })
+        .collect::<Vec<_>>();
+        r53.change_resource_record_sets()
+            .hosted_zone_id(&zone)
+            .change_batch(
+                ChangeBatch::builder()
+                    .set_changes(Some(changes))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+
+        // The helm and kubectl stand-ins (one script that tells them apart by its name),
+        // with release bizra at revision 3 in namespace bizra.
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dr_cloud/standin_helm.py");
+        for name in ["helm", "kubectl"] {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::copy(&script, bin.join(name)).unwrap();
+            std::fs::set_permissions(bin.join(name), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+        }
+        std::fs::write(
+            bin.join("state.json"),
+            r#"{"_namespaces": ["bizra"], "bizra/bizra": [
+                {"revision": 1, "status": "superseded", "chart": "charts/bizra"},
+                {"revision": 2, "status": "superseded", "chart": "charts/bizra"},
+                {"revision": 3, "status": "deployed", "chart": "charts/bizra"}]}"#,
+        )
+        .unwrap();
+        std::fs::write(policies.join("values-dr.yaml"), "region: us-west-2\n").unwrap();
+
+        let mut text = format!(
+            "[repositories.local]\n{}\n\n[sources.{source}]\nkind = \"rds\"\ninstance = \"{instance}\"\nregion = \"{EAST}\"\nendpoint = \"{}\"\nwait-timeout = \"30s\"\ncopy-to-regions = [{{ region = \"{WEST}\", kms-key-id = \"{key}\" }}]\ndestinations = [\"local\"]\n\n",
+            local_repo(&dir.path().join("repo")),
+            moto::endpoint(),
+        );
+        let (mut pg_db, mut redis_server, mut faiss_src) = (None, None, None);
+        if with_data {
+            let db = postgres::db_name("drc");
+            postgres::create_db(&db, 20, 50).await;
+            text.push_str(&format!(
+                "[sources.pg]\nkind = \"postgres\"\nurl = \"{}\"\npassword-env = \"LIFEBOAT_TEST_PG_PASSWORD\"\nssl-root-cert = \"{}\"\ndestinations = [\"local\"]\n\n",
+                postgres::url(&db),
+                postgres::ca()
+            ));
+            pg_db = Some(db);
+            let server = redis::Server::start();
+            server.fill(0, "session", 40, None);
+            text.push_str(&format!(
+                "[sources.cache]\nkind = \"redis\"\nurl = \"{}\"\ndestinations = [\"local\"]\n\n",
+                server.url()
+            ));
+            redis_server = Some(server);
+            let src = dir.path().join("faiss-src");
+            let out = std::process::Command::new(python())
+                .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/make_faiss.py"))
+                .args(["write", src.to_str().unwrap()])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "make_faiss.py: {}", stderr(&out));
+            text.push_str(&format!(
+                "[sources.vectors]\nkind = \"faiss\"\npaths = [{:?}, {:?}]\ndestinations = [\"local\"]\n\n",
+                src.join("flat_l2.faiss").display().to_string(),
+                src.join("ids.json").display().to_string()
+            ));
+            faiss_src = Some(src);
+        }
+        std::fs::write(policies.join("lifeboat.toml"), text).unwrap();
+        let record = dir.path().join("aws-operations.log");
+        Env {
+            dir,
+            policies,
+            tag,
+            source,
+            zone,
+            zone_name,
+            health_check,
+            bin,
+            record,
+            pg_db,
+            redis: redis_server,
+            faiss_src,
+        }
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("lifeboat").unwrap();
+        c.arg("--policies")
+            .arg(&self.policies)
+            .env_remove("LIFEBOAT_POLICIES")
+            .env_remove("LIFEBOAT_FAILPOINT")
+            .env("AWS_ENDPOINT_URL", moto::endpoint())
+            .env("LIFEBOAT_AWS_RECORD", &self.record)
+            .env("LIFEBOAT_SPOOL_DIR", self.dir.path().join("spool"))
+            .timeout(std::time::Duration::from_secs(180));
+        c
+    }
+
+    fn json(&self, args: &[&str], failpoint: Option<&str>) -> (Option<i32>, Value, String) {
+        let mut c = self.cmd();
+        if let Some(fp) = failpoint {
+            c.env("LIFEBOAT_FAILPOINT", fp);
+        }
+        let out = c.arg("--json").args(args).output().unwrap();
+        let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code(), v, stderr(&out))
+    }
+
+    /// Back up every source (the rds one makes a snapshot and its copy in us-west-2).
+    fn backup(&self) {
+        let out = self.cmd().args(["backup", "--all"]).output().unwrap();
+        assert!(out.status.success(), "backup: {}", stderr(&out));
+    }
+
+    fn target_instance(&self) -> String {
+        format!("lb-dr-{}", self.tag)
+    }
+
+    fn plan(&self, name: &str, text: &str) {
+        std::fs::write(self.policies.join("dr").join(format!("{name}.toml")), text).unwrap();
+    }
+
+    /// The runbook's shape: RDS, (restores), helm after them, (integrity), DNS last.
+    fn region_plan(&self, helm_timeout: &str, with_data: bool) -> String {
+        let mut after = vec!["\"rds\"".to_string()];
+        let mut text = format!(
+            r#"name = "region"
+rto = "1h"
+rpo = "6h"
+region = "{WEST}"
+
+[[steps]]
+id = "rds"
+kind = "rds_restore"
+tag = {{ "lifeboat:source" = "{source}" }}
+target = "{target}"
+instance-class = "db.t3.micro"
+timeout = "2m"
+on-failure = "rollback"
+"#,
+            source = self.source,
+            target = self.target_instance(),
+        );
+        let mut checks = Vec::new();
+        if with_data {
+            let pg_target = postgres::url(&format!("{}_dr", self.pg_db.as_ref().unwrap()));
+            for (id, source, target) in [
+                ("pg", "pg", pg_target),
+                (
+                    "cache",
+                    "cache",
+                    self.dir.path().join("dr/redis").display().to_string(),
+                ),
+                (
+                    "vectors",
+                    "vectors",
+                    self.dir.path().join("dr/faiss").display().to_string(),
+                ),
+            ] {
+                text.push_str(&format!(
+                    "\n[[steps]]\nid = \"{id}\"\nkind = \"restore\"\nsource = \"{source}\"\ntarget = \"{target}\"\non-failure = \"rollback\"\n"
+                ));
+                after.push(format!("\"{id}\""));
+                text.push_str(&format!(
+                    "\n[[steps]]\nid = \"check-{id}\"\nkind = \"integrity\"\nafter = [\"helm\"]\nof = \"{id}\"\non-failure = \"rollback\"\n"
+                ));
+                checks.push(format!("\"check-{id}\""));
+            }
+        }
+        let dns_after = if checks.is_empty() {
+            "[\"helm\"]".to_string()
+        } else {
+            format!("[{}]", checks.join(", "))
+        };
+        text.push_str(&format!(
+            r#"
+[[steps]]
+id = "helm"
+kind = "helm"
+after = [{after}]
+release = "bizra"
+chart = "charts/bizra"
+namespace = "bizra"
+kube-context = "dr"
+values = ["values-dr.yaml"]
+helm = "{helm}"
+kubectl = "{kubectl}"
+timeout = "{helm_timeout}"
+on-failure = "rollback"
+set = {{ "postgres.host" = "${{steps.rds.outputs.endpoint}}" }}
+
+[[steps]]
+id = "dns"
+kind = "route53_failover"
+after = {dns_after}
+zone = "{zone}"
+require-healthy = "{hc}"
+on-failure = "rollback"
+restores-service = true
+
+[[steps.records]]
+name = "api.{zn}"
+type = "CNAME"
+ttl = 60
+set-identifier = "east"
+failover = "SECONDARY"
+values = ["api.east.example"]
+
+[[steps.records]]
+name = "api.{zn}"
+type = "CNAME"
+ttl = 60
+set-identifier = "west"
+failover = "PRIMARY"
+values = ["api.west.example"]
+"#,
+            after = after.join(", "),
+            helm = self.bin.join("helm").display(),
+            kubectl = self.bin.join("kubectl").display(),
+            zone = self.zone,
+            hc = self.health_check,
+            zn = self.zone_name,
+        ));
+        text
+    }
+
+    /// Every record set of the zone, as (name, type, set id, failover, values, ttl).
+    async fn records(&self) -> Vec<String> {
+        let out = route53()
+            .await
+            .list_resource_record_sets()
+            .hosted_zone_id(&self.zone)
+            .send()
+            .await
+            .unwrap();
+        let mut v: Vec<String> = out
+            .resource_record_sets()
+            .iter()
+            .filter(|r| !matches!(r.r#type(), RrType::Ns | RrType::Soa))
+            .map(|r| {
+                format!(
+                    "{} {} {:?} {:?} {:?} {:?}",
+                    r.name(),
+                    r.r#type().as_str(),
+                    r.set_identifier(),
+                    r.failover().map(|f| f.as_str().to_string()),
+                    r.resource_records()
+                        .iter()
+                        .map(|v| v.value().to_string())
+                        .collect::<Vec<_>>(),
+                    r.ttl()
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// DB instances in us-west-2 whose identifier starts with our target's.
+    async fn dr_instances(&self) -> Vec<String> {
+        rds(WEST)
+            .await
+            .describe_db_instances()
+            .send()
+            .await
+            .unwrap()
+            .db_instances()
+            .iter()
+            .filter_map(|i| i.db_instance_identifier())
+            .filter(|id| id.starts_with(&self.target_instance()))
+            .map(String::from)
+            .collect()
+    }
+
+    /// The helm stand-in's calls, one argv per entry.
+    fn helm_calls(&self) -> Vec<Vec<String>> {
+        std::fs::read_to_string(self.bin.join("calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// The AWS operations lifeboat sent, in order.
+    fn operations(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.record)
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    fn clear_operations(&self) {
+        let _ = std::fs::remove_file(&self.record);
+    }
+}
+
+fn step<'a>(report: &'a Value, id: &str) -> &'a Value {
+    report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == id)
+        .unwrap_or_else(|| panic!("no step {id} in {report}"))
+}
+
+fn argv(words: &[&str]) -> Vec<String> {
+    words.iter().map(|w| w.to_string()).collect()
+}
+
+/// Reads are Describe*, List* and Get*; everything else changes something.
+fn mutating(ops: &[String]) -> Vec<String> {
+    ops.iter()
+        .filter(|o| {
+            let name = o.split(':').nth(1).unwrap_or("");
+            !(name.starts_with("Describe") || name.starts_with("List") || name.starts_with("Get"))
+        })
+        .cloned()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn region_failover_drill_passes_measures_and_leaves_nothing_behind() {
+    let env = Env::new(true).await;
+    env.backup();
+    env.plan("region", &env.region_plan("2m", true));
+    let records_before = env.records().await;
+    let pg_dr = format!("{}_dr", env.pg_db.as_ref().unwrap());
+
+    let (code, report, err) = env.json(&["dr", "drill", "region"], None);
+    assert_eq!(code, Some(0), "{err}\n{report:#}");
+    assert_eq!(report["status"], "succeeded", "{report:#}");
+    assert_eq!(report["rto"]["verdict"], "PASS");
+    assert_eq!(report["rpo"]["verdict"], "PASS");
+    assert!(report["rto"]["achieved-secs"].as_i64().unwrap() < 3600);
+    let rpo = report["rpo"]["achieved-secs"].as_i64().unwrap();
+    assert!(
+        (0..600).contains(&rpo),
+        "RPO {rpo}s: the backups were just made"
+    );
+
+    // RDS: the us-west-2 copy of the newest snapshot, restored under a drill identifier.
+    let rds_step = step(&report, "rds");
+    let drill_id = rds_step["outputs"]["instance"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        drill_id.starts_with(&format!("{}-drill-", env.target_instance())),
+        "{drill_id}"
+    );
+    assert_eq!(rds_step["outputs"]["region"], WEST);
+    assert!(
+        rds_step["effect"]["rds"]["snapshot-arn"]
+            .as_str()
+            .unwrap()
+            .contains(":us-west-2:")
+    );
+    let endpoint = rds_step["outputs"]["endpoint"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(!endpoint.is_empty());
+
+    // Helm: installed into a drill namespace with the restored endpoint, then removed
+    // with its namespace. Production's release was not read or touched.
+    let ns = step(&report, "helm")["outputs"]["namespace"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(ns.starts_with("bizra-drill-"), "{ns}");
+    let values = env.policies.join("values-dr.yaml").display().to_string();
+    let calls = env.helm_calls();
+    let upgrade = argv(&[
+        "helm",
+        "upgrade",
+        "--install",
+        "bizra",
+        "charts/bizra",
+        "--namespace",
+        &ns,
+        "--kube-context",
+        "dr",
+        "--create-namespace",
+        "-f",
+        &values,
+        "--set",
+        &format!("postgres.host={endpoint}"),
+        "--wait",
+        "--timeout",
+        "120s",
+    ]);
+    assert_eq!(calls[0], upgrade, "{calls:?}");
+    assert!(
+        calls.contains(&argv(&[
+            "helm",
+            "uninstall",
+            "bizra",
+            "--namespace",
+            &ns,
+            "--kube-context",
+            "dr"
+        ])),
+        "{calls:?}"
+    );
+    assert!(
+        calls.contains(&argv(&[
+            "kubectl",
+            "delete",
+            "namespace",
+            &ns,
+            "--ignore-not-found",
+            "--context",
+            "dr"
+        ])),
+        "{calls:?}"
+    );
+    assert!(
+        !calls.iter().any(|c| c
+            .windows(2)
+            .any(|w| w[0] == "--namespace" && w[1] == "bizra")),
+        "a drill must not touch the production namespace: {calls:?}"
+    );
+
+    // The real restores went to drill twins and were checked against the manifests.
+    for id in ["check-pg", "check-cache", "check-vectors"] {
+        assert_eq!(step(&report, id)["state"], "succeeded", "{id}");
+    }
+    let pg_target = step(&report, "pg")["outputs"]["target"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        pg_target.contains(&format!("{pg_dr}_drill_")),
+        "{pg_target}"
+    );
+
+    // Teardown: no drill instance, no drill record, no drill database or folders.
+    assert_eq!(env.dr_instances().await, Vec::<String>::new());
+    assert_eq!(
+        env.records().await,
+        records_before,
+        "drill records left in the zone"
+    );
+    let dbs: Vec<String> = postgres::connect("postgres")
+        .await
+        .query("SELECT datname FROM pg_database", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(
+        !dbs.iter().any(|d| d.starts_with(&pg_dr)),
+        "drill database left: {dbs:?}"
+    );
+    let left: Vec<_> = std::fs::read_dir(env.dir.path().join("dr"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "drill folders left: {left:?}");
+    // The production release is as it was: revision 3, never rolled back or upgraded.
+    let state: Value =
+        serde_json::from_str(&std::fs::read_to_string(env.bin.join("state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["bizra/bizra"].as_array().unwrap().len(), 3);
+    assert!(env.redis.is_some() && env.faiss_src.is_some());
+}
+
+/// A plan without the data restores: RDS, helm, DNS.
+async fn small_env() -> Env {
+    let env = Env::new(false).await;
+    env.backup();
+    env
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_helm_rolls_back_the_release_and_leaves_dns_untouched() {
+    let env = small_env().await;
+    env.plan("region", &env.region_plan("30s", false));
+    std::fs::write(env.bin.join("mode"), "fail").unwrap();
+    let before = env.records().await;
+
+    let (code, report, err) = env.json(&["dr", "run", "region"], None);
+    assert_eq!(code, Some(1), "{err}\n{report:#}");
+    assert_eq!(report["status"], "failed");
+    assert_eq!(step(&report, "helm")["state"], "failed");
+    assert!(
+        step(&report, "helm")["error"]
+            .as_str()
+            .unwrap()
+            .contains("UPGRADE FAILED")
+    );
+    assert_eq!(step(&report, "dns")["state"], "blocked");
+    assert_eq!(report["rto"]["verdict"], "FAIL");
+    assert_eq!(env.records().await, before, "DNS changed by a failed run");
+    assert!(
+        !env.operations()
+            .contains(&"Route 53:ChangeResourceRecordSets".to_string()),
+        "{:?}",
+        env.operations()
+    );
+    // The release went back to the revision captured before the run.
+    let calls = env.helm_calls();
+    let rollback = argv(&[
+        "helm",
+        "rollback",
+        "bizra",
+        "3",
+        "--namespace",
+        "bizra",
+        "--kube-context",
+        "dr",
+        "--wait",
+        "--timeout",
+        "30s",
+    ]);
+    assert_eq!(calls.last().unwrap(), &rollback, "{calls:?}");
+    // The restored database is kept (and said so): deleting a database is not a rollback.
+    let timeline = report["timeline"].to_string();
+    assert!(timeline.contains("is kept"), "{timeline}");
+    assert_eq!(env.dr_instances().await, vec![env.target_instance()]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hanging_helm_hits_the_step_timeout() {
+    let env = small_env().await;
+    env.plan("region", &env.region_plan("3s", false));
+    std::fs::write(env.bin.join("mode"), "hang").unwrap();
+    let started = std::time::Instant::now();
+    let (code, report, err) = env.json(&["dr", "run", "region"], None);
+    assert_eq!(code, Some(1), "{err}\n{report:#}");
+    let helm = step(&report, "helm");
+    assert_eq!(helm["state"], "failed");
+    assert!(
+        helm["error"].as_str().unwrap().contains("within 3s"),
+        "{helm:#}"
+    );
+    assert!(
+        started.elapsed().as_secs() < 120,
+        "the timeout did not fire"
+    );
+    assert_eq!(step(&report, "dns")["state"], "blocked");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_after_the_dns_change_then_resume_then_rollback_restores_the_records() {
+    let env = small_env().await;
+    env.plan("region", &env.region_plan("30s", false));
+    let before = env.records().await;
+
+    let (code, _, err) = env.json(&["dr", "run", "region"], Some("dr.step.dns.after-call"));
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("failpoint dr.step.dns.after-call reached"),
+        "{err}"
+    );
+    let flipped = env.records().await;
+    assert_ne!(flipped, before, "the UPSERT happened before the crash");
+
+    let (_, status, _) = env.json(&["dr", "status"], None);
+    let run = status["run-id"].as_str().unwrap().to_string();
+    let (code, report, err) = env.json(&["dr", "resume", &run], None);
+    assert_eq!(code, Some(0), "{err}\n{report:#}");
+    // The records captured before the run, not those read after the resume.
+    let captured = step(&report, "dns")["effect"]["dns"]["changes"].to_string();
+    assert!(captured.contains("\"PRIMARY\"") && captured.contains("\"before\""));
+    let east_before = &step(&report, "dns")["effect"]["dns"]["changes"][0]["before"];
+    assert_eq!(east_before["failover"], "PRIMARY", "{east_before:#}");
+    assert_eq!(env.records().await, flipped);
+
+    let (code, report, err) = env.json(&["dr", "rollback", &run], None);
+    assert_eq!(code, Some(0), "{err}\n{report:#}");
+    assert_eq!(report["status"], "rolled-back");
+    assert_eq!(
+        env.records().await,
+        before,
+        "rollback did not restore the records"
+    );
+    // Helm went back to revision 3 too.
+    assert_eq!(
+        env.helm_calls().last().unwrap()[..4],
+        argv(&["helm", "rollback", "bizra", "3"])[..]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crash_after_the_rds_restore_call_then_resume_restores_once() {
+    let env = small_env().await;
+    env.plan("region", &env.region_plan("30s", false));
+    env.clear_operations();
+    let (code, _, err) = env.json(&["dr", "run", "region"], Some("dr.step.rds.after-call"));
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("failpoint dr.step.rds.after-call reached"),
+        "{err}"
+    );
+    let (_, status, _) = env.json(&["dr", "status"], None);
+    let run = status["run-id"].as_str().unwrap().to_string();
+    let (code, report, err) = env.json(&["dr", "resume", &run], None);
+    assert_eq!(code, Some(0), "{err}\n{report:#}");
+    let restores = env
+        .operations()
+        .iter()
+        .filter(|o| o.as_str() == "RDS:RestoreDBInstanceFromDBSnapshot")
+        .count();
+    assert_eq!(restores, 1, "{:?}", env.operations());
+    assert_eq!(env.dr_instances().await, vec![env.target_instance()]);
+    assert_eq!(
+        step(&report, "rds")["outputs"]["instance"],
+        env.target_instance()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_the_run_did_not_create_is_never_reused() {
+    let env = small_env().await;
+    env.plan("region", &env.region_plan("30s", false));
+    create_instance(WEST, &env.target_instance()).await;
+    env.clear_operations();
+    let (code, report, err) = env.json(&["dr", "run", "region"], None);
+    assert_eq!(code, Some(1), "{err}\n{report:#}");
+    let e = step(&report, "rds")["error"].as_str().unwrap().to_string();
+    assert!(
+        e.contains("already exists") && e.contains(&env.target_instance()),
+        "{e}"
+    );
+    assert!(
+        !env.operations()
+            .contains(&"RDS:RestoreDBInstanceFromDBSnapshot".to_string())
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dry_runs_send_no_mutating_call() {
+    let env = small_env().await;
+    env.plan("region", &env.region_plan("30s", false));
+    for mode in ["run", "drill"] {
+        env.clear_operations();
+        let (code, v, err) = env.json(&["dr", mode, "region", "--dry-run"], None);
+        assert_eq!(code, Some(0), "{mode}: {err}");
+        let ops = env.operations();
+        assert!(
+            ops.contains(&"RDS:DescribeDBSnapshots".to_string()),
+            "{ops:?}"
+        );
+        assert!(
+            ops.iter().any(|o| o.ends_with(":ListResourceRecordSets")),
+            "{ops:?}"
+        );
+        assert_eq!(mutating(&ops), Vec::<String>::new(), "{mode}");
+        // The dry run shows what would happen: the snapshot copy and the records now.
+        let steps = v["steps"].as_array().unwrap();
+        let rds_step = steps.iter().find(|s| s["id"] == "rds").unwrap();
+        assert!(rds_step["effect"]["rds"]["snapshot"].as_str().is_some());
+        let dns = steps.iter().find(|s| s["id"] == "dns").unwrap();
+        assert_eq!(dns["effect"]["dns"]["changes"].as_array().unwrap().len(), 2);
+    }
+    assert_eq!(env.dr_instances().await, Vec::<String>::new());
+    assert!(
+        env.helm_calls().iter().all(|c| c[1] == "history"),
+        "{:?}",
+        env.helm_calls()
+    );
+}
