@@ -27,6 +27,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod progress;
 pub mod quickstart;
+pub mod report;
 pub mod scheduler;
 pub mod storage;
 
