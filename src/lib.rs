@@ -29,5 +29,6 @@ pub mod progress;
 pub mod quickstart;
 pub mod scheduler;
 pub mod storage;
+pub mod terraform;
 
 pub use error::{Error, ErrorKind, Result};
