@@ -18,6 +18,12 @@ variable "kms_key_id" {
   description = "The policy's kms-key-id: an alias (alias/NAME, created here) or the ARN of an existing key. Null with aws:kms: a key is created for the bucket."
   type        = string
   default     = null
+
+  # lifeboat's IAM policy names the key by ARN: a bare key id would leave it unknown.
+  validation {
+    condition     = var.kms_key_id == null || can(regex("^(alias/|arn:)", var.kms_key_id))
+    error_message = "kms_key_id must be an alias (alias/NAME) or a key ARN; write the policy's kms-key-id as one."
+  }
 }
 
 variable "object_lock" {
