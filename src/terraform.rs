@@ -194,6 +194,9 @@ pub fn vars(
                         "missing: terraform creates the bucket in this region (add region = \"us-east-1\")",
                     )),
                 }
+                if let Some(Sse::Kms(Some(k))) = &cfg.sse {
+                    check_key(&mut errs, file, field("kms-key-id"), k);
+                }
                 let (sse_algorithm, kms_key_id) = match &cfg.sse {
                     Some(Sse::Kms(k)) => ("aws:kms", k.clone()),
                     Some(Sse::Aes256) | None => ("AES256", None),
@@ -326,6 +329,14 @@ pub fn vars(
             ));
         }
         for (i, c) in cfg.copies.iter().enumerate() {
+            if let Some(k) = &c.kms_key_id {
+                check_key(
+                    &mut errs,
+                    file,
+                    format!("sources.{}.copy-to-regions[{i}].kms-key-id", source.name),
+                    k,
+                );
+            }
             dr.push(Said {
                 value: c.region.clone(),
                 file,
@@ -409,6 +420,20 @@ pub fn vars(
         route53,
         skipped,
     })
+}
+
+/// A KMS key as terraform can create it (an alias) or IAM can name it (an ARN).
+fn check_key(errs: &mut Vec<PolicyError>, file: &Path, field: String, key: &str) {
+    if !(key.starts_with("alias/") || key.starts_with("arn:")) {
+        errs.push(problem(
+            file,
+            field,
+            format!(
+                "`{key}` is a bare key id: terraform creates a key by alias and lifeboat's IAM policy names it by ARN \
+                 (write \"alias/NAME\" or the key's ARN)"
+            ),
+        ));
+    }
 }
 
 /// The one region all of `said` name; an error for each that names another.
@@ -671,6 +696,11 @@ mod tests {
             url = "azure://acct/one/x"
             [repositories.d]
             url = "azure://acct/two/x"
+            [repositories.e]
+            url = "s3://other-bucket/x"
+            region = "us-east-1"
+            sse = "aws:kms"
+            kms-key-id = "1234abcd-12ab-34cd-56ef-1234567890ab"
             [sources.db]
             kind = "rds"
             instance = "prod-db"
@@ -689,6 +719,7 @@ mod tests {
             "/set/p.toml: repositories.b: shares bucket shared-bucket with repositories.a",
             "/set/p.toml: repositories.d.url: account acct is used with containers one and two",
             "/set/p.toml: sources.db.copy-to-regions: missing",
+            "/set/p.toml: repositories.e.kms-key-id: `1234abcd-12ab-34cd-56ef-1234567890ab` is a bare key id",
             "/set/p.toml: sources.db.region: `us-east-1`, but repositories.b.region (/set/p.toml) says `eu-west-1`",
             "/set/p.toml: sources: no rds source names a DR region",
             "/set/dr/x.toml: steps[1].zone: `Z2`, but steps[0].zone (/set/dr/x.toml) says `Z1`",
