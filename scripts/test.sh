@@ -53,8 +53,18 @@ cargo fmt --all -- --check
 cargo clippy --locked --all-targets -- -D warnings
 
 # --- tests
+# Every AWS operation lifeboat sends during the suite is recorded in one file; once
+# the suite has run, the IAM check holds it against
+# terraform/modules/lifeboat-iam/operations.txt.
+record_dir="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$record_dir"
+record="$(cd "$record_dir" && pwd)/aws-operations.txt"
+rm -f "$record"
+export LIFEBOAT_AWS_RECORD_ALL="$record"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --no-fail-fast
+  cargo nextest run --locked --test terraform --run-ignored only
 else
   cargo test --locked --no-fail-fast
+  cargo test --locked --test terraform -- --ignored
 fi

@@ -1,8 +1,10 @@
 //! One place where AWS clients are told what to record: every operation a client sends
 //! (`Service:Operation`, e.g. `RDS:CreateDBSnapshot`) is appended to the file named by
-//! `LIFEBOAT_AWS_RECORD` when it is set. Tests use the record to prove what was and was
-//! not called (a dry run sends no mutating call; a resumed restore is called once), and
-//! the least-privilege IAM policy is checked against it.
+//! `LIFEBOAT_AWS_RECORD` when it is set, and to the one named by `LIFEBOAT_AWS_RECORD_ALL`.
+//! Tests use the first to prove what one command did and did not call (a dry run sends
+//! no mutating call; a resumed restore is called once); the test script sets the second
+//! for the whole suite, and the least-privilege IAM policy in `terraform/` is checked
+//! against everything it holds.
 
 use aws_sdk_rds::config::interceptors::BeforeSerializationInterceptorContextRef;
 use aws_sdk_rds::config::{ConfigBag, Intercept, RuntimeComponents};
@@ -12,6 +14,10 @@ use std::io::Write;
 
 /// The environment variable naming the record file.
 pub const RECORD_ENV: &str = "LIFEBOAT_AWS_RECORD";
+
+/// The environment variable naming a second record file, kept across a whole test run:
+/// tests set [`RECORD_ENV`] per command, so a suite-wide record needs its own name.
+pub const RECORD_ALL_ENV: &str = "LIFEBOAT_AWS_RECORD_ALL";
 
 /// Records the name of every operation a client sends, before it is sent (a call that
 /// then fails was still attempted, and IAM must allow it).
@@ -32,20 +38,27 @@ impl Intercept for RecordOperations {
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        let Some(path) = std::env::var_os(RECORD_ENV) else {
+        let paths: Vec<_> = [RECORD_ENV, RECORD_ALL_ENV]
+            .into_iter()
+            .filter_map(std::env::var_os)
+            .filter(|p| !p.is_empty())
+            .collect();
+        if paths.is_empty() {
             return Ok(());
-        };
+        }
         if let Some(m) = cfg.load::<Metadata>() {
             // One short line per call, appended with O_APPEND: lines of concurrent
             // calls and processes do not interleave.
             let line = format!("{}:{}\n", m.service(), m.name());
-            let written = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&path)
-                .and_then(|mut f| f.write_all(line.as_bytes()));
-            if let Err(e) = written {
-                tracing::warn!(file = %std::path::Path::new(&path).display(), error = %e, "cannot record an AWS operation");
+            for path in &paths {
+                let written = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .and_then(|mut f| f.write_all(line.as_bytes()));
+                if let Err(e) = written {
+                    tracing::warn!(file = %std::path::Path::new(path).display(), error = %e, "cannot record an AWS operation");
+                }
             }
         }
         Ok(())

@@ -30,5 +30,6 @@ pub mod quickstart;
 pub mod report;
 pub mod scheduler;
 pub mod storage;
+pub mod terraform;
 
 pub use error::{Error, ErrorKind, Result};

@@ -3,6 +3,7 @@
 
 mod commands;
 mod dr;
+mod terraform;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -146,6 +147,9 @@ pub enum Command {
     Dr(dr::DrCommand),
     /// Check repositories (reachable, conditional writes, object lock, clock) and sources
     Doctor,
+    /// Inputs for the infrastructure modules in terraform/, from the policy set
+    #[command(subcommand)]
+    Terraform(terraform::TerraformCommand),
     /// Demo on the embedded default: back up, verify, restore, prune a SQLite database
     Quickstart {
         /// Folder to create [default: a fresh folder in the system temp folder]
@@ -287,6 +291,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Dr(cmd) => dr::run(g, cmd).await,
         Command::Quickstart { dir } => commands::quickstart(g, dir).await,
         Command::Doctor => commands::doctor(g, &g.context().await?).await,
+        Command::Terraform(cmd) => terraform::run(g, cmd),
         Command::Compare { source, to, backup } => {
             commands::compare(g, &g.context().await?, &source, &to, backup.as_deref()).await
         }
