@@ -62,10 +62,10 @@ pub fn render(report: &Report) -> String {
     out
 }
 
-// Colours are named once here; the charts' marks use these classes too, so a chart and
-// its legend cannot disagree.
+// Each colour is a variable, used by a chart's marks and by its legend alike, so that
+// the two cannot drift apart.
 const CSS: &str = r#"
-:root{--pass:#1a7f37;--pass-bg:#dafbe1;--fail:#cf222e;--fail-bg:#ffebe9;--na:#9a6700;--na-bg:#fff8c5;--muted:#57606a;--line:#d0d7de;--ink:#1f2328}
+:root{--pass:#1a7f37;--pass-bg:#dafbe1;--fail:#cf222e;--fail-bg:#ffebe9;--na:#9a6700;--na-bg:#fff8c5;--muted:#57606a;--line:#d0d7de;--ink:#1f2328;--grey:#8c959f;--skipped:#afb8c1;--blocked:#57606a;--rolled-back:#8250df;--within:#aceebb}
 *{box-sizing:border-box}
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:var(--ink);margin:0 auto;max-width:1120px;padding:24px}
 h1{font-size:22px;margin:0 0 12px}
@@ -73,6 +73,7 @@ h2{font-size:18px;margin:0}
 h2.part{margin:32px 0 12px;padding-bottom:4px;border-bottom:2px solid var(--line)}
 h3{font-size:15px;margin:16px 0 6px}
 code{font:12.5px ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;overflow-wrap:anywhere}
+table.drills code{white-space:nowrap}
 table{border-collapse:collapse;width:100%}
 th,td{text-align:left;vertical-align:top;padding:4px 8px;border-bottom:1px solid var(--line)}
 thead th{background:#f6f8fa;font-weight:600}
@@ -100,20 +101,20 @@ figure{margin:8px 0 12px}figcaption{font-size:12px;color:var(--muted)}
 svg.chart{display:block;width:100%;height:auto;font:11px system-ui,sans-serif}
 svg .axis{stroke:var(--muted);stroke-width:1}svg .tick{fill:var(--muted)}
 svg .now{stroke:var(--ink);stroke-dasharray:3 3}
-svg .m-verified{fill:var(--pass)}svg .m-failed{fill:var(--fail)}svg .m-unverified{fill:#8c959f}
+svg .m-verified{fill:var(--pass)}svg .m-failed{fill:var(--fail)}svg .m-unverified{fill:var(--grey)}
 svg .anomaly{stroke:var(--na);stroke-width:2.5;fill:none}
-svg .within{fill:#aceebb}svg .exceeded{fill:var(--fail)}
+svg .within{fill:var(--within)}svg .exceeded{fill:var(--fail)}
 svg .worst{fill:var(--fail);fill-opacity:.12;stroke:var(--fail);stroke-dasharray:4 3}
 svg .worst-label{fill:var(--fail);font-weight:700}
 svg .empty{fill:var(--fail-bg);stroke:var(--fail)}svg .empty-label{fill:var(--fail);font-weight:700;font-size:14px}
 svg .row{fill:#f6f8fa}svg .label{fill:var(--ink)}
-svg .s-succeeded{fill:var(--pass)}svg .s-failed{fill:var(--fail)}svg .s-skipped{fill:#afb8c1}
-svg .s-blocked{fill:#57606a}svg .s-running{fill:var(--na)}svg .s-rolled-back{fill:#8250df}svg .s-other{fill:#8c959f}
+svg .s-succeeded{fill:var(--pass)}svg .s-failed{fill:var(--fail)}svg .s-skipped{fill:var(--skipped)}
+svg .s-blocked{fill:var(--blocked)}svg .s-running{fill:var(--na)}svg .s-rolled-back{fill:var(--rolled-back)}svg .s-other{fill:var(--grey)}
 svg .open{stroke:var(--ink);stroke-dasharray:3 2}
 .sw{display:inline-block;width:10px;height:10px;border-radius:2px;margin:0 4px 0 10px;vertical-align:-1px}
-.sw.m-verified,.sw.s-succeeded{background:var(--pass)}.sw.m-failed,.sw.s-failed{background:var(--fail)}.sw.m-unverified,.sw.s-other{background:#8c959f}
-.sw.within{background:#aceebb}.sw.exceeded{background:var(--fail)}.sw.worst{background:var(--fail-bg);outline:1px dashed var(--fail)}
-.sw.s-skipped{background:#afb8c1}.sw.s-blocked{background:#57606a}.sw.s-running{background:var(--na)}.sw.s-rolled-back{background:#8250df}
+.sw.m-verified,.sw.s-succeeded{background:var(--pass)}.sw.m-failed,.sw.s-failed{background:var(--fail)}.sw.m-unverified,.sw.s-other{background:var(--grey)}
+.sw.within{background:var(--within)}.sw.exceeded{background:var(--fail)}.sw.worst{background:var(--fail-bg);outline:1px dashed var(--fail)}
+.sw.s-skipped{background:var(--skipped)}.sw.s-blocked{background:var(--blocked)}.sw.s-running{background:var(--na)}.sw.s-rolled-back{background:var(--rolled-back)}
 footer{margin-top:32px;color:var(--muted);font-size:12px}
 @media print{body{padding:0}section.source,section.plan{break-inside:avoid}}
 "#;
@@ -520,6 +521,7 @@ const CHART_W: f64 = 960.0;
 /// Maps instants onto an x range, clamping what lies outside.
 struct TimeAxis {
     t0: DateTime<Utc>,
+    t1: DateTime<Utc>,
     secs: f64,
     x0: f64,
     width: f64,
@@ -531,6 +533,7 @@ impl TimeAxis {
         let secs = ((t1 - t0).num_milliseconds() as f64 / 1000.0).max(1.0);
         TimeAxis {
             t0,
+            t1,
             secs,
             x0,
             width,
@@ -680,7 +683,7 @@ fn timeline(out: &mut String, report: &Report, s: &SourceReport) {
         "<line class=\"now\" x1=\"{x:.1}\" y1=\"18\" x2=\"{x:.1}\" y2=\"86\"/>\n",
         x = axis.x(until)
     );
-    time_ticks(out, &axis, since, until, 88.0);
+    draw_axis(out, &axis, 88.0, false);
     w!(out, "</svg>\n<figcaption>");
     w!(
         out,
@@ -698,43 +701,93 @@ fn timeline(out: &mut String, report: &Report, s: &SourceReport) {
     w!(out, "</figcaption></figure>\n");
 }
 
-/// A horizontal axis at `y` with dated ticks.
-fn time_ticks(
-    out: &mut String,
-    axis: &TimeAxis,
-    since: DateTime<Utc>,
-    until: DateTime<Utc>,
-    y: f64,
-) {
-    let secs = (until - since).num_seconds();
-    // Days alone read well over a month; a short window needs the hour.
-    let fmt = if secs > 3 * 86_400 {
-        "%m-%d"
+/// Round tick steps in seconds, from a second to four weeks.
+const TICK_STEPS: [i64; 22] = [
+    1,
+    2,
+    5,
+    10,
+    15,
+    30,
+    60,
+    2 * 60,
+    5 * 60,
+    10 * 60,
+    15 * 60,
+    30 * 60,
+    3600,
+    2 * 3600,
+    3 * 3600,
+    6 * 3600,
+    12 * 3600,
+    86_400,
+    2 * 86_400,
+    7 * 86_400,
+    14 * 86_400,
+    28 * 86_400,
+];
+
+/// Ticks between `t0` and `t1`: the smallest round step that gives fewer than `max`,
+/// placed at multiples of the step from `origin`, so that with the Unix epoch as origin
+/// a daily tick falls on midnight UTC rather than on the window's odd start.
+fn ticks(
+    t0: DateTime<Utc>,
+    t1: DateTime<Utc>,
+    origin: DateTime<Utc>,
+    max: i64,
+) -> (i64, Vec<DateTime<Utc>>) {
+    let span = (t1 - t0).num_seconds().max(1);
+    let step = TICK_STEPS
+        .into_iter()
+        .find(|s| span / s < max)
+        .unwrap_or(span / max + 1);
+    let from = (t0 - origin).num_seconds();
+    let first = -(-from).div_euclid(step) * step;
+    let ticks = (first..=from + span)
+        .step_by(step as usize)
+        .map(|secs| origin + Duration::seconds(secs))
+        .collect();
+    (step, ticks)
+}
+
+/// A horizontal axis at `y` with round ticks: dates, or with `relative` the time since
+/// the axis start (`+5m`).
+fn draw_axis(out: &mut String, axis: &TimeAxis, y: f64, relative: bool) {
+    let origin = if relative {
+        axis.t0
     } else {
-        "%m-%d %H:%M"
+        DateTime::<Utc>::UNIX_EPOCH
     };
+    let (step, ticks) = ticks(axis.t0, axis.t1, origin, 8);
     w!(
         out,
-        "<line class=\"axis\" x1=\"{:.1}\" y1=\"{y}\" x2=\"{:.1}\" y2=\"{y}\"/>\n",
+        "<line class=\"axis\" x1=\"{:.1}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\"/>\n",
         axis.x0,
         axis.x0 + axis.width
     );
-    let n = 6;
-    for i in 0..=n {
-        let t = since + Duration::seconds(secs * i / n);
+    for t in ticks {
         let x = axis.x(t);
-        let align = match i {
-            0 => "start",
-            i if i == n => "end",
-            _ => "middle",
+        let label = if relative {
+            format!("+{}", span((t - origin).num_seconds()))
+        } else if step % 86_400 == 0 {
+            t.format("%m-%d").to_string()
+        } else {
+            t.format("%m-%d %H:%M").to_string()
+        };
+        // Labels at the ends would be cut off if centred.
+        let align = if x - axis.x0 < 24.0 {
+            "start"
+        } else if axis.x0 + axis.width - x < 24.0 {
+            "end"
+        } else {
+            "middle"
         };
         w!(
             out,
-            "<line class=\"axis\" x1=\"{x:.1}\" y1=\"{y}\" x2=\"{x:.1}\" y2=\"{}\"/>\
-             <text class=\"tick\" x=\"{x:.1}\" y=\"{}\" text-anchor=\"{align}\">{}</text>\n",
+            "<line class=\"axis\" x1=\"{x:.1}\" y1=\"{y:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\"/>\
+             <text class=\"tick\" x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"{align}\">{label}</text>\n",
             y + 4.0,
             y + 16.0,
-            t.format(fmt),
         );
     }
 }
@@ -924,25 +977,7 @@ fn gantt(out: &mut String, d: &DrillSummary) {
         w!(out, "</g>\n");
     }
     let y = top + row_h * d.steps.len().max(1) as f64 + 4.0;
-    let secs = (t1 - t0).num_seconds();
-    w!(
-        out,
-        "<line class=\"axis\" x1=\"{label_w}\" y1=\"{y:.1}\" x2=\"{:.1}\" y2=\"{y:.1}\"/>\n",
-        label_w + axis.width
-    );
-    let n = 5;
-    for i in 0..=n {
-        let t = t0 + Duration::seconds(secs * i / n);
-        let x = axis.x(t);
-        w!(
-            out,
-            "<line class=\"axis\" x1=\"{x:.1}\" y1=\"{y:.1}\" x2=\"{x:.1}\" y2=\"{:.1}\"/>\
-             <text class=\"tick\" x=\"{x:.1}\" y=\"{:.1}\" text-anchor=\"middle\">+{}</text>\n",
-            y + 4.0,
-            y + 16.0,
-            span(secs * i / n),
-        );
-    }
+    draw_axis(out, &axis, y, true);
     w!(
         out,
         "</svg>\n<figcaption>From {} &middot;\
@@ -1399,6 +1434,26 @@ mod tests {
         );
         assert!(html.contains("No drill or run of this plan in the window."));
         assert!(!html.contains("chart gantt"));
+    }
+
+    #[rstest]
+    // A week from 11:00: daily ticks on each midnight UTC, not at 11:00.
+    #[case(t(11), t(11 + 7 * 24), DateTime::<Utc>::UNIX_EPOCH, 86_400, 7, t(24))]
+    // A drill of 7m13s, from its start: a tick a minute, +0 to +7m.
+    #[case(t(3), t(3) + Duration::seconds(433), t(3), 60, 8, t(3))]
+    // Two hours: 15-minute steps would give 9 ticks, too many; 30 minutes give 5.
+    #[case(t(0), t(2), DateTime::<Utc>::UNIX_EPOCH, 1800, 5, t(0))]
+    fn ticks_take_a_round_step_from_the_origin(
+        #[case] t0: DateTime<Utc>,
+        #[case] t1: DateTime<Utc>,
+        #[case] origin: DateTime<Utc>,
+        #[case] step: i64,
+        #[case] count: usize,
+        #[case] first: DateTime<Utc>,
+    ) {
+        let (s, ts) = ticks(t0, t1, origin, 8);
+        assert_eq!((s, ts.len(), ts[0]), (step, count, first));
+        assert!(ts.iter().all(|t| *t >= t0 && *t <= t1));
     }
 
     #[rstest]
