@@ -24,6 +24,7 @@ if ! command -v python3 >/dev/null 2>&1; then
 elif ! python3 -c 'import ensurepip' >/dev/null 2>&1; then
   missing+=(python3-venv) # moto lives in a virtualenv
 fi
+command -v chromium >/dev/null 2>&1 || missing+=(chromium) # the HTML report is rendered headless
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   apt-get update -qq

@@ -2,4 +2,5 @@
 //! (table), a ticket or wiki (Markdown), a machine (JSON, versioned) and an auditor
 //! (one self-contained HTML file with charts).
 
+pub mod html;
 pub mod model;
