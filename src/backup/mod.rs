@@ -11,6 +11,7 @@ pub mod reconcile;
 pub mod restore;
 pub mod retention;
 pub mod run;
+pub mod trial;
 pub mod verify;
 
 use crate::catalog::Catalog;

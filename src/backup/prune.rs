@@ -185,6 +185,7 @@ pub async fn prune(ctx: &Context, sources: &[String], dry_run: bool) -> Result<P
             layout::manifest_key(&item.source, &item.backup_id),
             layout::data_key(&item.source, &item.backup_id),
             layout::verify_key(&item.source, &item.backup_id),
+            layout::restore_test_key(&item.source, &item.backup_id),
         ] {
             store.delete(&key).await?;
         }
@@ -260,6 +261,7 @@ async fn lock_of(store: &dyn Store, source: &str, id: &str) -> Result<Option<Dat
         layout::manifest_key(source, id),
         layout::data_key(source, id),
         layout::verify_key(source, id),
+        layout::restore_test_key(source, id),
     ] {
         match store.head(&key).await {
             Ok(meta) => until = until.max(meta.retain_until),

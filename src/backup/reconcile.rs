@@ -3,7 +3,10 @@
 //! result); a catalog row whose manifest is gone is dropped.
 
 use super::Context;
-use crate::catalog::manifest::{MANIFEST_FORMAT, Manifest, VERIFY_FORMAT, VerifyResult, unseal};
+use crate::catalog::manifest::{
+    MANIFEST_FORMAT, Manifest, RESTORE_TEST_FORMAT, RestoreTestResult, VERIFY_FORMAT, VerifyResult,
+    unseal,
+};
 use crate::error::Result;
 use crate::storage::layout;
 use bytes::Bytes;
@@ -90,6 +93,21 @@ async fn read_verify(ctx: &Context, repo: &str, source: &str, id: &str) -> Resul
     )
 }
 
+async fn read_restore_test(
+    ctx: &Context,
+    repo: &str,
+    source: &str,
+    id: &str,
+) -> Result<RestoreTestResult> {
+    let store = ctx.store(repo)?;
+    let bytes = store.get(&layout::restore_test_key(source, id)).await?;
+    unseal(
+        RESTORE_TEST_FORMAT,
+        &bytes,
+        &format!("trial restore result of {source}/{id} in repository {repo}"),
+    )
+}
+
 /// Reconcile the catalog with repository `repo`, for one source or (with `None`) for
 /// everything it holds.
 pub async fn reconcile_repository(
@@ -138,6 +156,17 @@ pub async fn reconcile_repository(
                 }
                 Err(e) => {
                     warn!(repository = repo, source = %s, backup = %id, error = %e, "verification result not trusted; ignored")
+                }
+            }
+        }
+        if objects.contains(layout::RESTORE_TEST) {
+            match read_restore_test(ctx, repo, s, id).await {
+                Ok(mut t) => {
+                    t.repository = repo.to_string();
+                    ctx.catalog.record_restore_test(&t)?;
+                }
+                Err(e) => {
+                    warn!(repository = repo, source = %s, backup = %id, error = %e, "trial restore result not trusted; ignored")
                 }
             }
         }

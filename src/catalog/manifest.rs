@@ -15,6 +15,8 @@ use sha2::{Digest, Sha256};
 pub const MANIFEST_FORMAT: &str = "lifeboat-manifest/1";
 /// Format tag of verification results.
 pub const VERIFY_FORMAT: &str = "lifeboat-verify/1";
+/// Format of a sealed trial restore result.
+pub const RESTORE_TEST_FORMAT: &str = "lifeboat-restore-test/1";
 
 /// The stored (compressed) object.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,6 +115,44 @@ impl std::fmt::Display for Anomaly {
             self.measure, self.previous, self.current, self.previous_backup, self.max_drop
         )
     }
+}
+
+/// One count of a trial restore: from the manifest, and found in the restored copy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct TrialCount {
+    /// Count name (`rows.users`, `keys.db0`, ...).
+    pub name: String,
+    /// From the manifest.
+    pub expected: Option<u64>,
+    /// In the restored copy.
+    pub actual: Option<u64>,
+}
+
+/// The result of one trial restore: a backup restored into a scratch target and
+/// recounted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct RestoreTestResult {
+    /// Source name.
+    pub source: String,
+    /// Backup id.
+    pub backup_id: String,
+    /// Repository the backup was read from.
+    pub repository: String,
+    /// When it started.
+    pub tested_at: DateTime<Utc>,
+    /// Restored, and every count matched the manifest.
+    pub ok: bool,
+    /// What the restore went into (`a temporary folder`, a database name; never a
+    /// URL with credentials).
+    pub target: String,
+    /// Counts compared.
+    pub counts: Vec<TrialCount>,
+    /// What went wrong.
+    pub problems: Vec<String>,
+    /// How long the restore took, in seconds.
+    pub duration_secs: f64,
 }
 
 /// The result of one verification of one backup on one destination.

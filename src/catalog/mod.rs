@@ -8,7 +8,7 @@ pub mod manifest;
 
 use crate::error::{Error, Result};
 use chrono::{DateTime, SecondsFormat, Utc};
-use manifest::{Manifest, VerifyResult};
+use manifest::{Manifest, RestoreTestResult, VerifyResult};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -92,11 +92,35 @@ const MIGRATIONS: &[&str] = &[
         detail TEXT NOT NULL
     );
     CREATE INDEX dr_events_by_run ON dr_events (run_id, id);",
+    // 3: trial restores (a backup restored into a scratch target and recounted).
+    "CREATE TABLE restore_tests (
+        repository TEXT NOT NULL,
+        source TEXT NOT NULL,
+        backup_id TEXT NOT NULL,
+        tested_at TEXT NOT NULL,
+        ok INTEGER NOT NULL,
+        result TEXT NOT NULL,
+        PRIMARY KEY (repository, source, backup_id, tested_at)
+    );
+    CREATE INDEX restore_tests_by_source ON restore_tests (source, tested_at);",
 ];
 
 /// Times are stored as fixed-width RFC 3339 so that text order is time order.
 pub fn ts(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// One backup run, as recorded.
+#[derive(Debug, Clone)]
+pub struct RunRow {
+    /// Start.
+    pub started_at: DateTime<Utc>,
+    /// End.
+    pub finished_at: DateTime<Utc>,
+    /// `success`, `partial`, `failed`, ...
+    pub status: String,
+    /// Why, for anything but success.
+    pub detail: String,
 }
 
 /// A backup on one repository, as the catalog knows it.
@@ -226,6 +250,77 @@ impl Catalog {
         Ok(())
     }
 
+    /// Record a trial restore (idempotent for the same result).
+    pub fn record_restore_test(&self, t: &RestoreTestResult) -> Result<()> {
+        let text = serde_json::to_string(t).expect("results serialise");
+        self.conn().execute(
+            "INSERT OR REPLACE INTO restore_tests (repository, source, backup_id, tested_at, ok, result)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![t.repository, t.source, t.backup_id, ts(t.tested_at), t.ok, text],
+        )?;
+        Ok(())
+    }
+
+    /// Trial restores of `source`, newest first.
+    pub fn restore_tests(&self, source: &str) -> Result<Vec<RestoreTestResult>> {
+        self.results(
+            "SELECT result FROM restore_tests WHERE source = ?1 ORDER BY tested_at DESC",
+            source,
+        )
+    }
+
+    /// Verifications of any backup of `source`, newest first.
+    pub fn verifications(&self, source: &str) -> Result<Vec<VerifyResult>> {
+        self.results(
+            "SELECT result FROM verifications WHERE source = ?1 ORDER BY verified_at DESC",
+            source,
+        )
+    }
+
+    /// The JSON results `sql` selects for `source`; rows that no longer parse (written
+    /// by another version) are left out rather than failing a report.
+    fn results<T: serde::de::DeserializeOwned>(&self, sql: &str, source: &str) -> Result<Vec<T>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(sql)?;
+        let rows = stmt.query_map(params![source], |r| r.get::<_, String>(0))?;
+        let mut out = Vec::new();
+        for row in rows {
+            if let Ok(v) = serde_json::from_str(&row?) {
+                out.push(v);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Backup runs of `source` that started at or after `since`, oldest first:
+    /// (started, finished, status, detail).
+    pub fn runs(&self, source: &str, since: DateTime<Utc>) -> Result<Vec<RunRow>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT started_at, finished_at, status, detail FROM runs
+             WHERE source = ?1 AND started_at >= ?2 ORDER BY started_at, id",
+        )?;
+        let rows = stmt.query_map(params![source, ts(since)], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (a, b, status, detail) = row?;
+            out.push(RunRow {
+                started_at: parse_ts(&a)?,
+                finished_at: parse_ts(&b)?,
+                status,
+                detail,
+            });
+        }
+        Ok(out)
+    }
+
     /// Forget a backup (it was deleted, or vanished from storage), recording why.
     pub fn remove_backup(
         &self,
@@ -243,6 +338,10 @@ impl Catalog {
         )?;
         tx.execute(
             "DELETE FROM verifications WHERE repository = ?1 AND source = ?2 AND backup_id = ?3",
+            params![repository, source, backup_id],
+        )?;
+        tx.execute(
+            "DELETE FROM restore_tests WHERE repository = ?1 AND source = ?2 AND backup_id = ?3",
             params![repository, source, backup_id],
         )?;
         tx.execute(
@@ -334,8 +433,9 @@ impl Catalog {
     /// Delete every cached backup and verification (before a rebuild). Run history
     /// and deletion records stay: they are not in storage.
     pub fn clear_backups(&self) -> Result<()> {
-        self.conn()
-            .execute_batch("DELETE FROM backups; DELETE FROM verifications;")?;
+        self.conn().execute_batch(
+            "DELETE FROM backups; DELETE FROM verifications; DELETE FROM restore_tests;",
+        )?;
         Ok(())
     }
 
@@ -374,7 +474,19 @@ impl Catalog {
         Ok(())
     }
 
-    /// A DR run by id, or the newest one.
+    /// DR runs (and drills) that started at or after `since`, newest first: (run, plan).
+    pub fn dr_run_ids_since(&self, since: DateTime<Utc>) -> Result<Vec<(String, String)>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT run_id, plan FROM dr_runs WHERE started_at >= ?1 ORDER BY started_at DESC, run_id DESC",
+        )?;
+        let rows = stmt.query_map(params![ts(since)], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })?;
+        Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    }
+
+    /// One DR run (the newest when `run_id` is `None`).
     pub fn dr_run(&self, run_id: Option<&str>) -> Result<Option<DrRunRow>> {
         let conn = self.conn();
         conn.query_row(

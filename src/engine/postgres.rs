@@ -445,9 +445,14 @@ impl PostgresEngine {
     /// The drill twin of a restore target: the same server, database `DB_drill_SUFFIX`,
     /// so that a drill never writes the database it rehearses restoring.
     pub fn drill_target(url: &str, suffix: &str) -> Result<String> {
+        Self::renamed_target(url, &format!("drill_{suffix}"))
+    }
+
+    /// `url` with its database `DB` renamed `DB_SUFFIX` (same server, same options).
+    pub fn renamed_target(url: &str, suffix: &str) -> Result<String> {
         let mut u = url::Url::parse(url).map_err(|e| {
             Error::bad_input(format!(
-                "`{}`: a drill renames the target database, which needs a URL postgres://USER@HOST:5432/DBNAME ({e})",
+                "`{}`: a drill or trial restore renames the target database, which needs a URL postgres://USER@HOST:5432/DBNAME ({e})",
                 redact(url)
             ))
         })?;
@@ -458,7 +463,7 @@ impl PostgresEngine {
                 redact(url)
             )));
         }
-        u.set_path(&format!("/{db}_drill_{suffix}"));
+        u.set_path(&format!("/{db}_{suffix}"));
         Ok(u.to_string())
     }
 

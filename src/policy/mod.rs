@@ -318,6 +318,8 @@ pub struct Source {
     pub retention: Retention,
     /// Flag backups that shrank suspiciously against the previous one.
     pub anomaly: Option<AnomalyRule>,
+    /// Scheduled verification and trial restores.
+    pub verify: Option<VerifyPolicy>,
     /// The file that declares it.
     pub file: PathBuf,
 }
@@ -335,8 +337,24 @@ const SOURCE_KEYS: &[&str] = &[
     "destinations",
     "retention",
     "anomaly",
+    "verify",
 ];
 const ANOMALY_KEYS: &[&str] = &["max-drop"];
+const VERIFY_KEYS: &[&str] = &["schedule", "restore-test", "target"];
+
+/// How a source's backups are proven restorable (`verify = { schedule, restore-test,
+/// target }`): on `schedule`, the newest backup is read back in full on every
+/// destination and, with `restore-test`, restored into a scratch target and recounted.
+#[derive(Debug, Clone)]
+pub struct VerifyPolicy {
+    /// When the scheduler verifies (in the source's time zone); `None`: on demand.
+    pub schedule: Option<Schedule>,
+    /// Restore into a scratch target and compare the counts with the manifest.
+    pub restore_test: bool,
+    /// The scratch target [default: a temporary file or folder; for postgres a
+    /// temporary database on the source's server]. Replaced by every trial restore.
+    pub target: Option<String>,
+}
 const SQLITE_KEYS: &[&str] = &["path"];
 const RETENTION_KEYS: &[&str] = &[
     "keep-last",
@@ -894,15 +912,7 @@ fn read_source(
     let mut f = Fields::new(file, format!("sources.{name}"), t);
     let kind = f.req_str(errs, "kind", &format!("kind = one of {}", KINDS.join(", ")));
     f.opt_str(errs, "description");
-    let schedule = f
-        .opt_str(errs, "schedule")
-        .and_then(|s| match Schedule::parse(s) {
-            Ok(s) => Some(s),
-            Err(e) => {
-                f.error(errs, "schedule", e);
-                None
-            }
-        });
+    let schedule = read_schedule(errs, &mut f);
     let schedule = match f.opt_str(errs, "timezone") {
         None => schedule,
         Some(tz) => match tz.parse::<chrono_tz::Tz>() {
@@ -964,6 +974,9 @@ fn read_source(
     let anomaly = f
         .opt_table(errs, "anomaly")
         .and_then(|at| read_anomaly(errs, file, name, at));
+    let verify = f
+        .opt_table(errs, "verify")
+        .and_then(|vt| read_verify(errs, file, base, name, kind, t, vt));
     let mut allowed: Vec<&str> = SOURCE_KEYS.to_vec();
     let config = match kind {
         Some("sqlite") => {
@@ -1021,6 +1034,7 @@ fn read_source(
             destinations: destinations.clone(),
             retention,
             anomaly,
+            verify,
             file: file.to_path_buf(),
         }),
         _ => None,
@@ -1074,6 +1088,88 @@ fn read_retention(
     };
     f.finish(errs, RETENTION_KEYS);
     r
+}
+
+/// The `schedule` key of a table, parsed.
+fn read_schedule(errs: &mut Vec<PolicyError>, f: &mut Fields<'_>) -> Option<Schedule> {
+    let text = f.opt_str(errs, "schedule")?;
+    match Schedule::parse(text) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            f.error(errs, "schedule", e);
+            None
+        }
+    }
+}
+
+fn read_verify(
+    errs: &mut Vec<PolicyError>,
+    file: &Path,
+    base: &Path,
+    name: &str,
+    kind: Option<&str>,
+    source: &toml::Table,
+    t: &toml::Table,
+) -> Option<VerifyPolicy> {
+    let mut f = Fields::new(file, format!("sources.{name}.verify"), t);
+    let n = errs.len();
+    let schedule = read_schedule(errs, &mut f);
+    // The verification schedule reads in the source's time zone, like its backups.
+    let schedule = match source
+        .get("timezone")
+        .and_then(|v| v.as_str())
+        .and_then(|tz| tz.parse::<chrono_tz::Tz>().ok())
+    {
+        Some(tz) => schedule.map(|s| s.in_timezone(tz)),
+        None => schedule,
+    };
+    let restore_test = match f.opt_value("restore-test") {
+        None => false,
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(v) => {
+            f.error(
+                errs,
+                "restore-test",
+                format!("expected true or false, found {}", v.type_str()),
+            );
+            false
+        }
+    };
+    let target = f.opt_str(errs, "target").map(|t| {
+        if t.contains("://") || kind == Some("neo4j") {
+            t.to_string()
+        } else {
+            base.join(t).display().to_string()
+        }
+    });
+    if target.is_some() && !restore_test {
+        f.error(
+            errs,
+            "target",
+            "given without restore-test = true (the target is where trial restores go)",
+        );
+    }
+    if restore_test {
+        match kind {
+            Some("rds") => f.error(
+                errs,
+                "restore-test",
+                "an rds backup is a snapshot: rehearse its restore with a DR drill (an rds_restore step), and keep verify for the checksum read-back",
+            ),
+            Some("neo4j") if target.is_none() => f.error(
+                errs,
+                "target",
+                "missing (a Neo4j trial restore needs a scratch database: add target = \"trial\"; it is overwritten by every trial)",
+            ),
+            _ => {}
+        }
+    }
+    f.finish(errs, VERIFY_KEYS);
+    (errs.len() == n).then_some(VerifyPolicy {
+        schedule,
+        restore_test,
+        target,
+    })
 }
 
 fn read_anomaly(
@@ -1357,6 +1453,56 @@ mod tests {
         assert!(
             text.contains(&format!("/set/p.toml: {want}")),
             "missing `{want}` in:\n{text}"
+        );
+    }
+
+    #[rstest::rstest]
+    #[case::rds(
+        "kind = \"rds\"\ninstance = \"db\"\nregion = \"us-east-1\"\nverify = { restore-test = true }",
+        "sources.app.verify.restore-test: an rds backup is a snapshot"
+    )]
+    #[case::neo4j_without_target(
+        "kind = \"neo4j\"\nhttp-url = \"http://n:7474\"\nverify = { restore-test = true }",
+        "sources.app.verify.target: missing (a Neo4j trial restore needs a scratch database"
+    )]
+    #[case::target_alone(
+        "kind = \"sqlite\"\npath = \"a.db\"\nverify = { target = \"t.db\" }",
+        "sources.app.verify.target: given without restore-test = true"
+    )]
+    #[case::bad_schedule(
+        "kind = \"sqlite\"\npath = \"a.db\"\nverify = { schedule = \"daily\" }",
+        "sources.app.verify.schedule:"
+    )]
+    #[case::unknown_key(
+        "kind = \"sqlite\"\npath = \"a.db\"\nverify = { restore-tset = true }",
+        "sources.app.verify.restore-tset: unknown key (did you mean `restore-test`?"
+    )]
+    fn verify_mistakes_name_the_field_and_the_fix(#[case] source: &str, #[case] want: &str) {
+        let text = check(&with_source(source)).unwrap_err().to_string();
+        assert!(
+            text.contains(&format!("/set/p.toml: {want}")),
+            "missing `{want}` in:\n{text}"
+        );
+    }
+
+    #[test]
+    fn a_verify_policy_is_read_in_the_source_time_zone() {
+        let set = check(&with_source(
+            "kind = \"sqlite\"\npath = \"a.db\"\nschedule = \"0 * * * *\"\ntimezone = \"Europe/Berlin\"\nverify = { schedule = \"30 5 * * *\", restore-test = true, target = \"trial/a.db\" }",
+        ))
+        .unwrap();
+        let v = set.sources["app"].verify.clone().unwrap();
+        assert!(v.restore_test);
+        assert_eq!(v.target.as_deref(), Some("/set/trial/a.db"));
+        let s = v.schedule.unwrap();
+        assert_eq!(s.timezone(), Some(chrono_tz::Europe::Berlin));
+        let t = chrono::DateTime::parse_from_rfc3339("2026-11-30T00:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        // 05:30 in Berlin is 04:30 UTC in winter.
+        assert_eq!(
+            s.next_after(t).unwrap().to_rfc3339(),
+            "2026-11-30T04:30:00+00:00"
         );
     }
 

@@ -52,6 +52,9 @@ impl BackupJob {
 #[async_trait]
 impl Job for BackupJob {
     async fn run(&self, source: &str, scheduled: DateTime<Utc>, cancel: CancelFlag) -> Outcome {
+        if let Some(name) = source.strip_prefix(super::VERIFY_PREFIX) {
+            return self.verify(name, scheduled).await;
+        }
         let ctx = self.context();
         let started = ctx.clock.now();
         if let Some(m) = &self.metrics {
@@ -104,6 +107,41 @@ impl Job for BackupJob {
 }
 
 impl BackupJob {
+    /// A scheduled verification: the newest backup read back in full on every
+    /// destination, then (with `restore-test`) restored into a scratch target and
+    /// recounted. Read-only towards the source and its backups, so no lease is taken.
+    async fn verify(&self, source: &str, scheduled: DateTime<Utc>) -> Outcome {
+        let ctx = self.context();
+        let started = ctx.clock.now();
+        let mut outcome = Outcome {
+            source: super::verify_task(source),
+            scheduled,
+            result: RunResult::Failed,
+            backup_id: None,
+            detail: String::new(),
+            started,
+            finished: started,
+        };
+        match verify_and_trial(&ctx, source).await {
+            Ok((backup, problems)) => {
+                outcome.backup_id = backup.clone();
+                outcome.result = match (&backup, problems.is_empty()) {
+                    (None, _) => RunResult::Skipped,
+                    (Some(_), true) => RunResult::Success,
+                    (Some(_), false) => RunResult::Failed,
+                };
+                outcome.detail = if backup.is_none() {
+                    "no committed backup to verify".into()
+                } else {
+                    problems.join("; ")
+                };
+            }
+            Err(e) => outcome.detail = e.to_string(),
+        }
+        outcome.finished = ctx.clock.now();
+        outcome
+    }
+
     async fn run_locked(
         &self,
         ctx: &Arc<Context>,
@@ -241,4 +279,34 @@ impl BackupJob {
         }
         Ok(Some(report))
     }
+}
+
+/// Verify the newest backup of `source` on every destination and, when its policy
+/// asks, trial-restore it. Returns the backup checked and every problem found.
+async fn verify_and_trial(ctx: &Context, source: &str) -> Result<(Option<String>, Vec<String>)> {
+    use crate::backup::{trial, verify};
+    let sel = verify::VerifySelection {
+        source: Some(source.to_string()),
+        ..verify::VerifySelection::default()
+    };
+    let results = verify::verify(ctx, &sel).await?;
+    let Some(first) = results.first() else {
+        return Ok((None, Vec::new()));
+    };
+    let backup = Some(first.backup_id.clone());
+    let mut problems: Vec<String> = results.iter().flat_map(|r| r.problems.clone()).collect();
+    let restore_test = ctx
+        .policies
+        .source(source)?
+        .verify
+        .as_ref()
+        .is_some_and(|v| v.restore_test);
+    if restore_test {
+        let t = trial::restore_test(ctx, source).await?;
+        problems.extend(t.problems.iter().map(|p| format!("trial restore: {p}")));
+        if !t.ok && t.problems.is_empty() {
+            problems.push("trial restore failed".into());
+        }
+    }
+    Ok((backup, problems))
 }

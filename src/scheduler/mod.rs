@@ -48,18 +48,34 @@ pub struct Planned {
     pub jitter: Option<Duration>,
 }
 
-/// The scheduled sources of a policy set (sources without a schedule are on demand).
+/// The task name of a source's scheduled verification: `verify:SOURCE` (source names
+/// never hold a colon).
+pub fn verify_task(source: &str) -> String {
+    format!("{VERIFY_PREFIX}{source}")
+}
+
+/// Prefix of verification task names.
+pub const VERIFY_PREFIX: &str = "verify:";
+
+/// The scheduled tasks of a policy set: each source's backups (sources without a
+/// schedule are on demand) and its verifications (`verify.schedule`).
 pub fn plans(set: &PolicySet) -> Vec<Planned> {
-    set.sources
-        .values()
-        .filter_map(|s| {
-            s.schedule.clone().map(|schedule| Planned {
-                name: s.name.clone(),
-                schedule,
-                jitter: s.jitter,
-            })
+    let backups = set.sources.values().filter_map(|s| {
+        s.schedule.clone().map(|schedule| Planned {
+            name: s.name.clone(),
+            schedule,
+            jitter: s.jitter,
         })
-        .collect()
+    });
+    let verifications = set.sources.values().filter_map(|s| {
+        let schedule = s.verify.as_ref()?.schedule.clone()?;
+        Some(Planned {
+            name: verify_task(&s.name),
+            schedule,
+            jitter: None,
+        })
+    });
+    backups.chain(verifications).collect()
 }
 
 /// How one run ended.

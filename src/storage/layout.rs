@@ -4,6 +4,7 @@
 //! <source>/<backup-id>/data           the stored (compressed) stream
 //! <source>/<backup-id>/manifest.json  written last: the backup exists once it does
 //! <source>/<backup-id>/verify.json    the newest verification result
+//! <source>/<backup-id>/restore-test.json  the newest trial restore from this repository
 //! _leases/<source>/<generation>        who may back the source up now (scheduler)
 //! ```
 //! Source names start with a letter or digit, so `_leases/` never meets a source.
@@ -18,6 +19,8 @@ pub const DATA: &str = "data";
 pub const MANIFEST: &str = "manifest.json";
 /// Object name of the verification result.
 pub const VERIFY: &str = "verify.json";
+/// Object name of the newest trial restore's result.
+pub const RESTORE_TEST: &str = "restore-test.json";
 
 /// The key of `object` of backup `id` of `source`.
 pub fn key(source: &str, id: &str, object: &str) -> String {
@@ -37,6 +40,11 @@ pub fn manifest_key(source: &str, id: &str) -> String {
 /// Key of the verification result.
 pub fn verify_key(source: &str, id: &str) -> String {
     key(source, id, VERIFY)
+}
+
+/// Key of the trial restore result.
+pub fn restore_test_key(source: &str, id: &str) -> String {
+    key(source, id, RESTORE_TEST)
 }
 
 /// The listing prefix of every backup of `source`.
