@@ -1,6 +1,7 @@
 //! One function per command: call the library, print the report, return the exit code.
 
 use super::{Global, clock};
+use anyhow::Context as _;
 use chrono::{DateTime, NaiveDate, Utc};
 use indicatif::HumanBytes;
 use lifeboat::backup::restore::RestoreOptions;
@@ -106,6 +107,23 @@ pub fn policy_check(g: &Global, path: &Path) -> anyhow::Result<i32> {
                         s.rpo
                             .map(|r| format!(", rpo {}", format_duration(r)))
                             .unwrap_or_default()
+                            + &s.verify
+                                .as_ref()
+                                .map(|v| {
+                                    format!(
+                                        ", verify {}{}",
+                                        v.schedule
+                                            .as_ref()
+                                            .map(|sch| format!("\"{}\"", sch.text()))
+                                            .unwrap_or_else(|| "on demand".into()),
+                                        if v.restore_test {
+                                            " with trial restore"
+                                        } else {
+                                            ""
+                                        }
+                                    )
+                                })
+                                .unwrap_or_default()
                     );
                 }
                 for p in &plans {
@@ -338,6 +356,98 @@ pub async fn verify(g: &Global, ctx: &Context, sel: VerifySelection) -> anyhow::
             "lifeboat: {failed} of {} verification(s) failed",
             results.len()
         );
+        return Ok(ErrorKind::Integrity.exit_code());
+    }
+    Ok(0)
+}
+
+/// `verify --restore`: the newest backup of each source read back on every
+/// destination, then restored into a scratch target and recounted.
+pub async fn verify_restore(
+    g: &Global,
+    ctx: &Context,
+    sel: VerifySelection,
+) -> anyhow::Result<i32> {
+    use lifeboat::backup::trial;
+    let results = verify::verify(ctx, &sel).await?;
+    let sources: Vec<String> = match &sel.source {
+        Some(s) => vec![s.clone()],
+        None => ctx.policies.sources.keys().cloned().collect(),
+    };
+    let mut trials = Vec::new();
+    let mut skipped = Vec::new();
+    for s in &sources {
+        let src = ctx.policies.source(s)?;
+        if let Some(why) = trial::unsupported(src) {
+            if sel.source.is_some() {
+                return Err(Error::bad_input(format!("source {s}: {why}")).into());
+            }
+            skipped.push(serde_json::json!({"source": s, "why": why}));
+            continue;
+        }
+        if !ctx
+            .catalog
+            .backups(Some(s), None)?
+            .iter()
+            .any(|b| src.destinations.contains(&b.manifest.repository))
+        {
+            skipped.push(serde_json::json!({"source": s, "why": "no committed backup"}));
+            continue;
+        }
+        trials.push(trial::restore_test(ctx, s).await?);
+    }
+    let failed = results.iter().filter(|r| !r.ok).count() + trials.iter().filter(|t| !t.ok).count();
+    if g.json {
+        print_json(&serde_json::json!({
+            "verifications": results,
+            "restore-tests": trials,
+            "skipped": skipped,
+        }));
+    } else {
+        for r in &results {
+            if r.ok {
+                println!(
+                    "OK      {}/{} in {}: read back, sha256 {}",
+                    r.source, r.backup_id, r.repository, r.expected_sha256
+                );
+            } else {
+                println!("FAILED  {}/{} in {}:", r.source, r.backup_id, r.repository);
+                for p in &r.problems {
+                    println!("  {p}");
+                }
+            }
+        }
+        for t in &trials {
+            if t.ok {
+                println!(
+                    "OK      {}/{} from {}: restored into {} in {:.1}s, {} counts match",
+                    t.source,
+                    t.backup_id,
+                    t.repository,
+                    t.target,
+                    t.duration_secs,
+                    t.counts.len()
+                );
+            } else {
+                println!(
+                    "FAILED  {}/{} trial restore from {}:",
+                    t.source, t.backup_id, t.repository
+                );
+                for p in &t.problems {
+                    println!("  {p}");
+                }
+            }
+        }
+        for s in &skipped {
+            println!(
+                "SKIPPED {}: {}",
+                s["source"].as_str().unwrap_or(""),
+                s["why"].as_str().unwrap_or("")
+            );
+        }
+    }
+    if failed > 0 {
+        eprintln!("lifeboat: {failed} verification(s) or trial restore(s) failed");
         return Ok(ErrorKind::Integrity.exit_code());
     }
     Ok(0)
@@ -599,10 +709,26 @@ pub async fn schedule(
         tracing::warn!(repository = %u, "unreachable at start: its backups are not counted for catch-up");
     }
     let newest_backups = newest_backups(&ctx)?;
-    let newest: std::collections::BTreeMap<String, DateTime<Utc>> = newest_backups
+    let mut newest: std::collections::BTreeMap<String, DateTime<Utc>> = newest_backups
         .iter()
         .map(|(n, m)| (n.clone(), m.started_at))
         .collect();
+    // A verification task is behind when its schedule passed since the last check.
+    for s in ctx.policies.sources.values().filter(|s| s.verify.is_some()) {
+        let checked = ctx
+            .catalog
+            .verifications(&s.name)?
+            .first()
+            .map(|v| v.verified_at);
+        let tried = ctx
+            .catalog
+            .restore_tests(&s.name)?
+            .first()
+            .map(|t| t.tested_at);
+        if let Some(last) = checked.max(tried) {
+            newest.insert(scheduler::verify_task(&s.name), last);
+        }
+    }
     let plans = scheduler::plans(&ctx.policies);
     if plans.is_empty() {
         return Err(Error::bad_input(format!(
@@ -755,4 +881,59 @@ impl ReloadContext {
         let set = lifeboat::policy::PolicySet::load(path)?;
         g.context_of(set).await
     }
+}
+
+/// `lifeboat report`: exit 5 when a target is breached.
+pub async fn report(
+    ctx: &Context,
+    since: &str,
+    sources: Vec<String>,
+    format: super::ReportFormat,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<i32> {
+    use lifeboat::report::{compute, text};
+    let since = lifeboat::policy::units::parse_duration(since)
+        .map_err(|e| Error::bad_input(format!("--since {since}: {e} (e.g. 30d, 12h)")))?;
+    if since <= chrono::Duration::zero() {
+        return Err(Error::bad_input("--since: give a window longer than zero (e.g. 30d)").into());
+    }
+    // The report reads the catalog: bring it in line with the repositories first.
+    let names: Vec<String> = if sources.is_empty() {
+        ctx.policies.sources.keys().cloned().collect()
+    } else {
+        sources.clone()
+    };
+    for s in &names {
+        ctx.policies.source(s)?;
+    }
+    let rec = reconcile::reconcile_sources(ctx, &names).await?;
+    for u in &rec.unreachable {
+        tracing::warn!(repository = %u, "unreachable: the report shows what the catalog knows of it");
+    }
+    let report = compute::build(ctx, &compute::ReportOptions { since, sources })?;
+    let rendered = match format {
+        super::ReportFormat::Table => text::render_table(&report),
+        super::ReportFormat::Markdown => text::render_markdown(&report),
+        super::ReportFormat::Json => {
+            serde_json::to_string_pretty(&report).expect("reports serialise") + "\n"
+        }
+        super::ReportFormat::Html => lifeboat::report::html::render(&report),
+    };
+    match out {
+        Some(path) => {
+            // Written whole or not at all: a cron job's half-written report would lie.
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(std::path::Path::new("."));
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("writing {}", path.display()))?;
+            std::io::Write::write_all(&mut tmp, rendered.as_bytes())
+                .with_context(|| format!("writing {}", path.display()))?;
+            tmp.persist(path)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        None => print!("{rendered}"),
+    }
+    Ok(report.exit_code)
 }

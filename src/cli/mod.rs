@@ -50,6 +50,19 @@ pub struct Global {
     pub quiet: bool,
 }
 
+/// Formats of `lifeboat report`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// Aligned columns for a terminal
+    Table,
+    /// Markdown, for a ticket or a wiki
+    Markdown,
+    /// JSON (lifeboat.report.v1, docs/report.schema.json)
+    Json,
+    /// One self-contained HTML file with charts
+    Html,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Validate policy sets
@@ -84,6 +97,9 @@ pub enum Command {
         /// Read back only PERCENT of the chunks (never makes a backup "verified")
         #[arg(long, value_name = "PERCENT")]
         sample: Option<f64>,
+        /// Also restore the newest backup into a scratch target and compare its counts
+        #[arg(long, conflicts_with_all = ["ids", "all", "sample"])]
+        restore: bool,
     },
     /// Restore a backup into a target, through a staging copy
     Restore {
@@ -107,6 +123,21 @@ pub enum Command {
         /// Read from this repository only
         #[arg(long, value_name = "REPOSITORY")]
         from: Option<String>,
+    },
+    /// RPO/RTO verification report: exposure, gaps, verifications, trial restores, drills
+    Report {
+        /// Window to look at, back from now
+        #[arg(long, value_name = "DURATION", default_value = "30d")]
+        since: String,
+        /// Only these sources (DR plans are left out)
+        #[arg(long = "source", value_name = "SOURCE")]
+        sources: Vec<String>,
+        /// Output format (the global --json is the same as --format json)
+        #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+        format: ReportFormat,
+        /// Write the report to this file instead of stdout
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
     /// Recount a target and compare it with a backup's manifest
     Compare {
@@ -244,6 +275,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
             source,
             all,
             sample,
+            restore,
         } => {
             let sel = lifeboat::backup::verify::VerifySelection {
                 ids,
@@ -251,7 +283,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 all,
                 sample,
             };
-            commands::verify(g, &g.context().await?, sel).await
+            if restore {
+                commands::verify_restore(g, &g.context().await?, sel).await
+            } else {
+                commands::verify(g, &g.context().await?, sel).await
+            }
         }
         Command::Restore {
             source,
@@ -292,6 +328,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Quickstart { dir } => commands::quickstart(g, dir).await,
         Command::Doctor => commands::doctor(g, &g.context().await?).await,
         Command::Terraform(cmd) => terraform::run(g, cmd),
+        Command::Report {
+            since,
+            sources,
+            format,
+            out,
+        } => {
+            let format = if g.json { ReportFormat::Json } else { format };
+            commands::report(&g.context().await?, &since, sources, format, out.as_deref()).await
+        }
         Command::Compare { source, to, backup } => {
             commands::compare(g, &g.context().await?, &source, &to, backup.as_deref()).await
         }

@@ -337,3 +337,57 @@ async fn the_password_can_come_from_a_pgpass_file() {
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["backups"][0]["counts"]["rows.users"], 3);
 }
+
+/// A trial restore goes into a temporary database on the source's server, is recounted
+/// against the manifest, and the temporary database is dropped afterwards.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trial_restore_uses_a_temporary_database_and_drops_it() {
+    let db = pg::db_name("trial");
+    pg::create_db(&db, 30, 120).await;
+    let env = env(&db, "verify = { restore-test = true }").await;
+    env.cmd().args(["backup", "db"]).assert().success();
+    let out = env
+        .cmd()
+        .args(["--json", "verify", "--restore", "--source", "db"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verifications"].as_array().unwrap().len(), 2, "{v:#}");
+    let t = &v["restore-tests"][0];
+    assert_eq!(t["ok"], true, "{t:#}");
+    assert_eq!(
+        t["target"],
+        format!("temporary database {db}_lb_restore_test")
+    );
+    let counts: Vec<(String, Option<u64>, Option<u64>)> = t["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["name"].as_str().unwrap().to_string(),
+                c["expected"].as_u64(),
+                c["actual"].as_u64(),
+            )
+        })
+        .collect();
+    assert!(
+        counts.contains(&("rows.tasks".into(), Some(120), Some(120))),
+        "{counts:?}"
+    );
+    let left: Vec<String> = pg::connect("postgres")
+        .await
+        .query("SELECT datname FROM pg_database", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .filter(|n: &String| n.starts_with(&db) && n != &db)
+        .collect();
+    assert!(left.is_empty(), "temporary databases left: {left:?}");
+}

@@ -599,3 +599,48 @@ fn a_server_saving_to_disk_without_checksums_is_backed_up_with_a_warning() {
         .assert()
         .success();
 }
+
+/// A trial restore loads the RDB in a throwaway redis-server under a temporary folder,
+/// compares its keyspace with the manifest, and leaves nothing in the spool folder.
+#[test]
+fn a_trial_restore_loads_the_backup_in_a_scratch_server() {
+    let server = Server::start();
+    server.fill(0, "k:", 120, None);
+    server.fill(2, "two:", 9, Some(3600));
+    let local = tempfile::tempdir().unwrap();
+    let env = env(
+        &[("local", local_repo(local.path()))],
+        &[source(
+            "cache",
+            &server,
+            "verify = { restore-test = true }",
+            &["local"],
+        )],
+    );
+    env.backup("cache");
+    let out = env
+        .cmd()
+        .args(["--json", "verify", "--restore", "--source", "cache"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let t = &v["restore-tests"][0];
+    assert_eq!(t["ok"], true, "{t:#}");
+    assert_eq!(t["target"], "a temporary folder");
+    let names: Vec<&str> = t["counts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"keys.db0") && names.contains(&"keys.db2"),
+        "{names:?}"
+    );
+    assert!(
+        files_under(&env.spool()).is_empty(),
+        "scratch folder left: {:?}",
+        files_under(&env.spool())
+    );
+}

@@ -8,6 +8,8 @@
 //! never drilled in the window).
 
 mod browser;
+#[path = "../support/chromium.rs"]
+mod chromium;
 mod schema;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
