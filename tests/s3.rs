@@ -194,6 +194,40 @@ async fn object_lock_retains_single_puts_and_completed_uploads_until_keep_until(
     }
 }
 
+/// A source without keep-within keeps nothing beyond its start: its retain-until is
+/// already past when the object is written, which real S3 refuses with a 400. No lock
+/// is asked for then (moto would accept it, so the test reads the object's headers).
+#[tokio::test]
+async fn a_retain_until_already_past_asks_for_no_lock() {
+    let bucket = bucket_name("pastlock");
+    let s = store(&bucket, "object-lock = { mode = \"governance\" }").await;
+    create_bucket(&s, true).await;
+    let opts = PutOptions {
+        retain_until: Some(Utc::now() - Duration::seconds(5)),
+        ..PutOptions::create()
+    };
+    s.put("a/manifest.json", Bytes::from_static(b"{}"), &opts)
+        .await
+        .unwrap();
+    let up = s.put_multipart("a/data", &opts).await.unwrap();
+    up.put_part(part(0, 0, Bytes::from_static(b"payload")))
+        .await
+        .unwrap();
+    up.complete(1).await.unwrap();
+    for key in ["backups/a/manifest.json", "backups/a/data"] {
+        let head = s
+            .client()
+            .head_object()
+            .bucket(&bucket)
+            .key(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.object_lock_mode(), None, "{key}");
+        assert_eq!(head.object_lock_retain_until_date(), None, "{key}");
+    }
+}
+
 #[tokio::test]
 async fn stale_multipart_uploads_under_the_prefix_are_aborted() {
     let bucket = bucket_name("stale");

@@ -66,7 +66,11 @@ macro_rules! object_options {
                 .set_ssekms_key_id(id.clone()),
             None => req,
         };
-        if let (Some(mode), Some(until)) = ($store.lock_mode(), $opts.retain_until) {
+        // S3 refuses a retain-until in the past (a source without keep-within keeps
+        // nothing beyond its start): such an object simply carries no lock.
+        if let (Some(mode), Some(until)) = ($store.lock_mode(), $opts.retain_until)
+            && until > Utc::now()
+        {
             req = req
                 .object_lock_mode(mode)
                 .object_lock_retain_until_date(aws_time(until));
@@ -211,6 +215,10 @@ impl Inner {
         let Some(mode) = self.cfg.object_lock else {
             return Ok(());
         };
+        // A date already past would be refused, and locks nothing anyway.
+        if until <= Utc::now() {
+            return Ok(());
+        }
         let mode = match mode {
             LockMode::Governance => ObjectLockRetentionMode::Governance,
             LockMode::Compliance => ObjectLockRetentionMode::Compliance,
