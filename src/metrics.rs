@@ -78,6 +78,10 @@ struct SourceState {
     attempts: BTreeMap<String, u64>,
     anomaly: bool,
     running: bool,
+    /// The last verification: when, and whether every read-back matched.
+    last_check: Option<(DateTime<Utc>, bool)>,
+    /// The last trial restore: when, whether it matched, how long it took.
+    last_trial: Option<(DateTime<Utc>, bool, f64)>,
 }
 
 #[derive(Debug)]
@@ -153,6 +157,23 @@ impl Metrics {
     /// dropped).
     pub fn set_anomaly(&self, source: &str, flagged: bool) {
         self.lock().entry(source.to_string()).or_default().anomaly = flagged;
+    }
+
+    /// The last verification of `source` (every destination's read-back of its newest
+    /// backup): from the catalog at start-up, then after each scheduled verification.
+    pub fn set_last_verification(&self, source: &str, at: DateTime<Utc>, ok: bool) {
+        self.lock()
+            .entry(source.to_string())
+            .or_default()
+            .last_check = Some((at, ok));
+    }
+
+    /// The last trial restore of `source`.
+    pub fn set_last_restore_test(&self, source: &str, at: DateTime<Utc>, ok: bool, secs: f64) {
+        self.lock()
+            .entry(source.to_string())
+            .or_default()
+            .last_trial = Some((at, ok, secs));
     }
 
     /// Whether a backup of `source` is running now.
@@ -326,6 +347,41 @@ impl Metrics {
             Kind::Gauge,
             "Backups of the source running now (0 or 1).",
             &|_, s| Some(bool01(s.running)),
+        );
+        per_source(
+            &mut out,
+            "lifeboat_verify_last_timestamp_seconds",
+            Kind::Gauge,
+            "When the newest backup of the source was last read back in full (Unix time).",
+            &|_, s| s.last_check.map(|(at, _)| unix_seconds(at)),
+        );
+        per_source(
+            &mut out,
+            "lifeboat_verify_last_success",
+            Kind::Gauge,
+            "1 when the last read-back of the source matched on every destination, 0 when it did not.",
+            &|_, s| s.last_check.map(|(_, ok)| bool01(ok)),
+        );
+        per_source(
+            &mut out,
+            "lifeboat_restore_test_last_timestamp_seconds",
+            Kind::Gauge,
+            "When the source was last trial-restored into a scratch target (Unix time).",
+            &|_, s| s.last_trial.map(|(at, _, _)| unix_seconds(at)),
+        );
+        per_source(
+            &mut out,
+            "lifeboat_restore_test_last_success",
+            Kind::Gauge,
+            "1 when the last trial restore of the source restored and every count matched, else 0.",
+            &|_, s| s.last_trial.map(|(_, ok, _)| bool01(ok)),
+        );
+        per_source(
+            &mut out,
+            "lifeboat_restore_test_last_duration_seconds",
+            Kind::Gauge,
+            "How long the last trial restore of the source took.",
+            &|_, s| s.last_trial.map(|(_, _, secs)| float(secs)),
         );
         out.text
     }
@@ -999,6 +1055,32 @@ mod tests {
             "every per-source series has the kind"
         );
         assert!(s.docs.contains_key("lifeboat_backup_rpo_breached"));
+    }
+
+    #[test]
+    fn verifications_and_trial_restores_are_exported_once_known() {
+        let m = Metrics::new();
+        m.set_sources(&[source("app", Some(3600.0)), source("new", None)]);
+        let at = now() - chrono::TimeDelta::seconds(600);
+        m.set_last_verification("app", at, true);
+        m.set_last_restore_test("app", at, false, 2.5);
+        let s = scrape(&m);
+        assert_eq!(
+            gauge(&s, "lifeboat_verify_last_timestamp_seconds", "app"),
+            Some(at.timestamp() as f64)
+        );
+        assert_eq!(gauge(&s, "lifeboat_verify_last_success", "app"), Some(1.0));
+        assert_eq!(
+            gauge(&s, "lifeboat_restore_test_last_success", "app"),
+            Some(0.0)
+        );
+        assert_eq!(
+            gauge(&s, "lifeboat_restore_test_last_duration_seconds", "app"),
+            Some(2.5)
+        );
+        // Never verified: no sample, rather than a misleading 0 or 1.
+        assert_eq!(gauge(&s, "lifeboat_verify_last_success", "new"), None);
+        assert_eq!(gauge(&s, "lifeboat_restore_test_last_success", "new"), None);
     }
 
     #[test]

@@ -35,6 +35,8 @@ fn populated() -> Metrics {
     m.set_last_success("app", now() - TimeDelta::hours(4), 2048);
     m.set_anomaly("app", true);
     m.set_running("app", false);
+    m.set_last_verification("app", now() - TimeDelta::hours(5), true);
+    m.set_last_restore_test("app", now() - TimeDelta::hours(5), true, 12.0);
     m
 }
 
@@ -314,6 +316,8 @@ fn shipped_alert_rules_use_only_exported_metrics() {
         "lifeboat_scheduler_up",
         "lifeboat_backup_attempts_total",
         "lifeboat_backup_last_attempt_result",
+        "lifeboat_verify_last_success",
+        "lifeboat_restore_test_last_success",
     ] {
         assert!(used.contains(needed), "no alert on {needed}");
     }

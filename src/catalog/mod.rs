@@ -277,6 +277,22 @@ impl Catalog {
         )
     }
 
+    /// The result of the last verification run of `source`: it read its backup on every
+    /// destination, one result each (within an hour of the newest); a failure on any
+    /// of them is what the run found, else the newest result.
+    pub fn last_verification(&self, source: &str) -> Result<Option<VerifyResult>> {
+        let checks = self.verifications(source)?;
+        Ok(checks.first().map(|v0| {
+            checks
+                .iter()
+                .take_while(|v| v0.verified_at - v.verified_at <= chrono::Duration::hours(1))
+                .filter(|v| v.backup_id == v0.backup_id)
+                .find(|v| !v.ok)
+                .unwrap_or(v0)
+                .clone()
+        }))
+    }
+
     /// The JSON results `sql` selects for `source`; rows that no longer parse (written
     /// by another version) are left out rather than failing a report.
     fn results<T: serde::de::DeserializeOwned>(&self, sql: &str, source: &str) -> Result<Vec<T>> {

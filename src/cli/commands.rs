@@ -749,6 +749,14 @@ pub async fn schedule(
     };
     let metrics = lifeboat::metrics::Metrics::new();
     metrics.set_sources(&metric_sources(&ctx.policies, ctx.clock.now()));
+    for s in ctx.policies.sources.values() {
+        if let Some(v) = ctx.catalog.last_verification(&s.name)? {
+            metrics.set_last_verification(&s.name, v.verified_at, v.ok);
+        }
+        if let Some(t) = ctx.catalog.restore_tests(&s.name)?.first() {
+            metrics.set_last_restore_test(&s.name, t.tested_at, t.ok, t.duration_secs);
+        }
+    }
     for (name, m) in &newest_backups {
         metrics.set_last_success(name, m.started_at, m.raw.size);
         metrics.set_anomaly(name, !m.anomalies.is_empty());

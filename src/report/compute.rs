@@ -250,20 +250,9 @@ fn source_report(
         )),
         _ => {}
     }
-    // The last verification run read the backup on every destination, one result
-    // each: a failure on any of them is what the run found.
-    let checks = ctx.catalog.verifications(&src.name)?;
-    let last_check = checks
-        .first()
-        .map(|v0| {
-            checks
-                .iter()
-                .take_while(|v| v0.verified_at - v.verified_at <= Duration::hours(1))
-                .filter(|v| v.backup_id == v0.backup_id)
-                .find(|v| !v.ok)
-                .unwrap_or(v0)
-                .clone()
-        })
+    let last_check = ctx
+        .catalog
+        .last_verification(&src.name)?
         .map(|v| CheckSummary {
             backup_id: v.backup_id,
             repository: v.repository,

@@ -123,17 +123,25 @@ impl BackupJob {
             finished: started,
         };
         match verify_and_trial(&ctx, source).await {
-            Ok((backup, problems)) => {
-                outcome.backup_id = backup.clone();
-                outcome.result = match (&backup, problems.is_empty()) {
+            Ok(v) => {
+                if let Some(m) = &self.metrics {
+                    if let Some((at, ok)) = v.check {
+                        m.set_last_verification(source, at, ok);
+                    }
+                    if let Some(t) = &v.trial {
+                        m.set_last_restore_test(source, t.tested_at, t.ok, t.duration_secs);
+                    }
+                }
+                outcome.backup_id = v.backup.clone();
+                outcome.result = match (&v.backup, v.problems.is_empty()) {
                     (None, _) => RunResult::Skipped,
                     (Some(_), true) => RunResult::Success,
                     (Some(_), false) => RunResult::Failed,
                 };
-                outcome.detail = if backup.is_none() {
+                outcome.detail = if v.backup.is_none() {
                     "no committed backup to verify".into()
                 } else {
-                    problems.join("; ")
+                    v.problems.join("; ")
                 };
             }
             Err(e) => outcome.detail = e.to_string(),
@@ -281,9 +289,21 @@ impl BackupJob {
     }
 }
 
+/// What a scheduled verification found.
+struct Verified {
+    /// The backup checked (`None`: the source has no committed backup).
+    backup: Option<String>,
+    /// When the read-back ran, and whether it matched on every destination.
+    check: Option<(DateTime<Utc>, bool)>,
+    /// The trial restore, when the policy asks for one.
+    trial: Option<crate::catalog::manifest::RestoreTestResult>,
+    /// Every problem found.
+    problems: Vec<String>,
+}
+
 /// Verify the newest backup of `source` on every destination and, when its policy
-/// asks, trial-restore it. Returns the backup checked and every problem found.
-async fn verify_and_trial(ctx: &Context, source: &str) -> Result<(Option<String>, Vec<String>)> {
+/// asks, trial-restore it.
+async fn verify_and_trial(ctx: &Context, source: &str) -> Result<Verified> {
     use crate::backup::{trial, verify};
     let sel = verify::VerifySelection {
         source: Some(source.to_string()),
@@ -291,22 +311,35 @@ async fn verify_and_trial(ctx: &Context, source: &str) -> Result<(Option<String>
     };
     let results = verify::verify(ctx, &sel).await?;
     let Some(first) = results.first() else {
-        return Ok((None, Vec::new()));
+        return Ok(Verified {
+            backup: None,
+            check: None,
+            trial: None,
+            problems: Vec::new(),
+        });
     };
-    let backup = Some(first.backup_id.clone());
     let mut problems: Vec<String> = results.iter().flat_map(|r| r.problems.clone()).collect();
+    let check = Some((first.verified_at, results.iter().all(|r| r.ok)));
     let restore_test = ctx
         .policies
         .source(source)?
         .verify
         .as_ref()
         .is_some_and(|v| v.restore_test);
-    if restore_test {
+    let trial = if restore_test {
         let t = trial::restore_test(ctx, source).await?;
         problems.extend(t.problems.iter().map(|p| format!("trial restore: {p}")));
         if !t.ok && t.problems.is_empty() {
             problems.push("trial restore failed".into());
         }
-    }
-    Ok((backup, problems))
+        Some(t)
+    } else {
+        None
+    };
+    Ok(Verified {
+        backup: Some(first.backup_id.clone()),
+        check,
+        trial,
+        problems,
+    })
 }
