@@ -467,6 +467,28 @@ impl PostgresEngine {
         Ok(u.to_string())
     }
 
+    /// The first column of the first row `sql` returns on a restore target, as text
+    /// (empty for NULL), in a read-only transaction: a DR integrity check reads, it
+    /// never writes.
+    pub async fn query_target(&self, url: &str, sql: &str) -> Result<String> {
+        let t = self.target(url)?;
+        let client = t.connect().await?;
+        client
+            .batch_execute("BEGIN TRANSACTION READ ONLY")
+            .await
+            .map_err(|e| pg_error("starting a read-only transaction", e))?;
+        let rows = client
+            .simple_query(sql)
+            .await
+            .map_err(|e| pg_error(&format!("`{sql}`"), e))?;
+        let _ = client.batch_execute("ROLLBACK").await;
+        let value = rows.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r.get(0).unwrap_or("").to_string()),
+            _ => None,
+        });
+        value.ok_or_else(|| Error::failed(format!("`{sql}` returned no row")))
+    }
+
     /// Drop a restore target's database (drill teardown); true when it existed.
     pub async fn drop_target(&self, url: &str) -> Result<bool> {
         let t = self.target(url)?;

@@ -341,8 +341,14 @@ on-failure = "rollback"
                     "\n[[steps]]\nid = \"{id}\"\nkind = \"restore\"\nsource = \"{source}\"\ntarget = \"{target}\"\non-failure = \"rollback\"\n"
                 ));
                 after.push(format!("\"{id}\""));
+                // The database also gets its latest timestamp and a floor on its users.
+                let queries = if id == "pg" {
+                    "freshness = \"SELECT max(created_at) FROM tasks\"\nqueries = { users = \"SELECT count(*) FROM users\" }\nmin = { users = 20 }\n"
+                } else {
+                    ""
+                };
                 text.push_str(&format!(
-                    "\n[[steps]]\nid = \"check-{id}\"\nkind = \"integrity\"\nafter = [\"helm\"]\nof = \"{id}\"\non-failure = \"rollback\"\n"
+                    "\n[[steps]]\nid = \"check-{id}\"\nkind = \"integrity\"\nafter = [\"helm\"]\nof = \"{id}\"\non-failure = \"rollback\"\n{queries}"
                 ));
                 checks.push(format!("\"check-{id}\""));
             }
@@ -606,6 +612,10 @@ async fn region_failover_drill_passes_measures_and_leaves_nothing_behind() {
     for id in ["check-pg", "check-cache", "check-vectors"] {
         assert_eq!(step(&report, id)["state"], "succeeded", "{id}");
     }
+    // Read on the restored database, read-only: the newest task and the user count.
+    let check = &step(&report, "check-pg")["outputs"];
+    assert_eq!(check["freshness"], "2026-11-01T00:00:50+00:00", "{check:#}");
+    assert_eq!(check["users"], "20");
     let pg_target = step(&report, "pg")["outputs"]["target"]
         .as_str()
         .unwrap()

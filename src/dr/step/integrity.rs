@@ -1,8 +1,8 @@
 //! `integrity` steps: recount a restored target and compare with the manifest of the
 //! backup restored into it; run the plan's queries; read the freshest data point.
 //!
-//! Queries run on SQLite targets (read-only); for other engines the recount through the
-//! engine is done and queries are refused with a clear error.
+//! Queries run on SQLite and PostgreSQL targets, read-only; for other engines the
+//! recount through the engine is done and queries are refused with a clear error.
 
 use super::Effect;
 use crate::backup::{Context, blocking};
@@ -41,10 +41,34 @@ pub async fn run(
             ))
         })?;
     let is_sqlite = matches!(src.config, SourceConfig::Sqlite { .. });
-    if !is_sqlite && (!queries.is_empty() || freshness.is_some()) {
+    let postgres = match &src.config {
+        SourceConfig::Postgres(cfg) => Some(engine::postgres::PostgresEngine::new(cfg.clone())),
+        _ => None,
+    };
+    if !is_sqlite && postgres.is_none() && (!queries.is_empty() || freshness.is_some()) {
         return Err(Error::bad_input(format!(
-            "source {source} is not SQLite: integrity queries run on SQLite targets only (remove queries and freshness)"
+            "source {source} is neither SQLite nor PostgreSQL: integrity queries run on those targets only (remove queries and freshness)"
         )));
+    }
+    if let Some(pg) = postgres {
+        recount(&src, target, backup, expected).await?;
+        let mut values = BTreeMap::new();
+        for (name, sql) in queries {
+            let v = pg
+                .query_target(target, sql)
+                .await
+                .map_err(|e| e.context(format!("query {name}")))?;
+            values.insert(name.clone(), v);
+        }
+        let fresh = match freshness {
+            Some(sql) => Some(
+                pg.query_target(target, sql)
+                    .await
+                    .map_err(|e| e.context("freshness query"))?,
+            ),
+            None => None,
+        };
+        return judge(target, values, fresh, min);
     }
     let engine = engine::for_source(&src);
     let (target, backup) = (target.clone(), backup.clone());
@@ -58,34 +82,21 @@ pub async fn run(
                 report.mismatches().join(", ")
             )));
         }
-        let mut out = BTreeMap::new();
         if queries.is_empty() && freshness.is_none() {
-            return Ok(out);
+            return Ok(BTreeMap::new());
         }
         let conn = Connection::open_with_flags(&target, OpenFlags::SQLITE_OPEN_READ_ONLY)
             .map_err(|e| Error::from(e).context(&target))?;
-        let mut low = Vec::new();
+        let mut values = BTreeMap::new();
         for (name, sql) in &queries {
             let v = query_value(&conn, sql).map_err(|e| e.context(format!("query {name}")))?;
-            if let Some(floor) = min.get(name) {
-                let n = v.parse::<i64>().unwrap_or(-1);
-                if n < *floor as i64 {
-                    low.push(format!("{name} = {v}, expected at least {floor}"));
-                }
-            }
-            out.insert(name.clone(), v);
+            values.insert(name.clone(), v);
         }
-        if let Some(sql) = &freshness {
-            let v = query_value(&conn, sql).map_err(|e| e.context("freshness query"))?;
-            let t = parse_point(&v).ok_or_else(|| {
-                Error::failed(format!("freshness query returned `{v}`: expected RFC 3339 text, `YYYY-MM-DD HH:MM:SS` (UTC) or Unix seconds"))
-            })?;
-            out.insert("freshness".into(), t.to_rfc3339());
-        }
-        if !low.is_empty() {
-            return Err(Error::integrity(format!("{target}: {}", low.join("; "))));
-        }
-        Ok(out)
+        let fresh = match &freshness {
+            Some(sql) => Some(query_value(&conn, sql).map_err(|e| e.context("freshness query"))?),
+            None => None,
+        };
+        judge(&target, values, fresh, &min)
     })
     .await
 }
@@ -102,9 +113,66 @@ fn query_value(conn: &Connection, sql: &str) -> Result<String> {
     })?)
 }
 
-/// A data point written as RFC 3339, `YYYY-MM-DD HH:MM:SS[.fff]` (UTC) or Unix seconds.
+/// Recount `target` through the engine and compare with the manifest's counts.
+async fn recount(
+    src: &crate::policy::Source,
+    target: &str,
+    backup: &str,
+    expected: crate::engine::counts::Counts,
+) -> Result<()> {
+    let engine = engine::for_source(src);
+    let (target, backup) = (target.to_string(), backup.to_string());
+    blocking(move || {
+        let actual = engine.count_target(&target)?;
+        let report = engine.compare(&expected, &actual);
+        if report.ok() {
+            Ok(())
+        } else {
+            Err(Error::integrity(format!(
+                "{target}: counts differ from the manifest of backup {backup}: {}",
+                report.mismatches().join(", ")
+            )))
+        }
+    })
+    .await
+}
+
+/// The step's outputs from the query values: `min` bounds checked, the freshness value
+/// read as a point in time.
+fn judge(
+    target: &str,
+    values: BTreeMap<String, String>,
+    freshness: Option<String>,
+    min: &BTreeMap<String, u64>,
+) -> Result<BTreeMap<String, String>> {
+    let low: Vec<String> = values
+        .iter()
+        .filter_map(|(name, v)| {
+            let floor = min.get(name)?;
+            (v.parse::<i64>().unwrap_or(-1) < *floor as i64)
+                .then(|| format!("{name} = {v}, expected at least {floor}"))
+        })
+        .collect();
+    let mut out = values;
+    if let Some(v) = freshness {
+        let t = parse_point(&v).ok_or_else(|| {
+            Error::failed(format!("freshness query returned `{v}`: expected RFC 3339 text, `YYYY-MM-DD HH:MM:SS[+TZ]` or Unix seconds"))
+        })?;
+        out.insert("freshness".into(), t.to_rfc3339());
+    }
+    if !low.is_empty() {
+        return Err(Error::integrity(format!("{target}: {}", low.join("; "))));
+    }
+    Ok(out)
+}
+
+/// A data point written as RFC 3339, `YYYY-MM-DD HH:MM:SS[.fff]` (UTC, or with an
+/// offset as PostgreSQL prints a `timestamptz`: `+00`, `+01:00`) or Unix seconds.
 pub fn parse_point(v: &str) -> Option<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Some(t.with_timezone(&Utc));
+    }
+    if let Ok(t) = DateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S%.f%#z") {
         return Some(t.with_timezone(&Utc));
     }
     for f in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
@@ -124,7 +192,14 @@ mod tests {
     #[test]
     fn data_points_in_the_usual_spellings() {
         let want = "2026-11-30T04:00:00+00:00";
-        for v in ["2026-11-30T04:00:00Z", "2026-11-30 04:00:00", "1796011200"] {
+        for v in [
+            "2026-11-30T04:00:00Z",
+            "2026-11-30 04:00:00",
+            "1796011200",
+            "2026-11-30 04:00:00+00",
+            "2026-11-30 05:00:00+01",
+            "2026-11-30 05:30:00.000+01:30",
+        ] {
             assert_eq!(
                 parse_point(v).map(|t| t.to_rfc3339()).as_deref(),
                 Some(want),
