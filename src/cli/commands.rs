@@ -15,10 +15,20 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 
 pub fn print_json(v: &impl serde::Serialize) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).expect("reports serialise")
-    );
+    emit(&(serde_json::to_string_pretty(v).expect("reports serialise") + "\n"));
+}
+
+/// Write `text` to stdout. A reader that went away (`lifeboat report | head`) ends the
+/// output quietly instead of a panic, and the exit code still says what the command
+/// found; any other write error is said on stderr.
+pub fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => eprintln!("lifeboat: writing to stdout: {e}"),
+    }
 }
 
 fn t(ts: DateTime<Utc>) -> String {
@@ -941,7 +951,7 @@ pub async fn report(
             tmp.persist(path)
                 .with_context(|| format!("writing {}", path.display()))?;
         }
-        None => print!("{rendered}"),
+        None => emit(&rendered),
     }
     Ok(report.exit_code)
 }
