@@ -76,14 +76,20 @@ pub async fn shared_config(region: Option<&str>) -> aws_config::SdkConfig {
     loader.load().await
 }
 
-/// An RDS client for `region` that records its operations.
-pub async fn rds_client(region: Option<&str>) -> (aws_sdk_rds::Client, Option<String>) {
+/// An RDS client for `region` (the environment's when `None`) that records its
+/// operations, at `endpoint` when given (a policy's `endpoint`); returns the region it
+/// resolved, if any.
+pub async fn rds_client(
+    region: Option<&str>,
+    endpoint: Option<&str>,
+) -> (aws_sdk_rds::Client, Option<String>) {
     let shared = shared_config(region).await;
     let region = shared.region().map(|r| r.to_string());
-    let conf = aws_sdk_rds::config::Builder::from(&shared)
-        .interceptor(RecordOperations)
-        .build();
-    (aws_sdk_rds::Client::from_conf(conf), region)
+    let mut builder = aws_sdk_rds::config::Builder::from(&shared).interceptor(RecordOperations);
+    if let Some(e) = endpoint {
+        builder = builder.endpoint_url(e);
+    }
+    (aws_sdk_rds::Client::from_conf(builder.build()), region)
 }
 
 /// A Route53 client (a global service) that records its operations.

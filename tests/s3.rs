@@ -152,6 +152,23 @@ async fn a_part_whose_bytes_do_not_match_is_refused_before_it_is_sent() {
     assert!(s.head("a/data").await.unwrap_err().is_not_found());
 }
 
+/// The object lock mode and retain-until (Unix seconds) of `key`, from HEAD: moto
+/// answers no GetObjectRetention, and HEAD's lock headers say the same.
+async fn lock_headers(s: &S3Store, bucket: &str, key: &str) -> (Option<String>, Option<i64>) {
+    let head = s
+        .client()
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    (
+        head.object_lock_mode().map(|m| m.as_str().to_string()),
+        head.object_lock_retain_until_date().map(|t| t.secs()),
+    )
+}
+
 #[tokio::test]
 async fn object_lock_retains_single_puts_and_completed_uploads_until_keep_until() {
     let bucket = bucket_name("lock");
@@ -171,21 +188,9 @@ async fn object_lock_retains_single_puts_and_completed_uploads_until_keep_until(
         .unwrap();
     up.complete(1).await.unwrap();
     for key in ["backups/a/manifest.json", "backups/a/data"] {
-        // moto answers no GetObjectRetention; the lock headers of HEAD say the same.
-        let head = s
-            .client()
-            .head_object()
-            .bucket(&bucket)
-            .key(key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            head.object_lock_mode().map(|m| m.as_str()),
-            Some("GOVERNANCE"),
-            "{key}"
-        );
-        let got = head.object_lock_retain_until_date().unwrap().secs();
+        let (mode, got) = lock_headers(&s, &bucket, key).await;
+        assert_eq!(mode.as_deref(), Some("GOVERNANCE"), "{key}");
+        let got = got.unwrap();
         assert!(
             (got - until.timestamp()).abs() <= 1,
             "{key}: {got} vs {}",
@@ -215,16 +220,7 @@ async fn a_retain_until_already_past_asks_for_no_lock() {
         .unwrap();
     up.complete(1).await.unwrap();
     for key in ["backups/a/manifest.json", "backups/a/data"] {
-        let head = s
-            .client()
-            .head_object()
-            .bucket(&bucket)
-            .key(key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(head.object_lock_mode(), None, "{key}");
-        assert_eq!(head.object_lock_retain_until_date(), None, "{key}");
+        assert_eq!(lock_headers(&s, &bucket, key).await, (None, None), "{key}");
     }
 }
 

@@ -22,7 +22,6 @@ use super::{Engine, RestoreOutcome, Snapshot};
 use crate::error::{Error, Result};
 use crate::policy::{RdsConfig, RdsCopy};
 use crate::storage::{Check, CheckStatus};
-use aws_config::BehaviorVersion;
 use aws_sdk_rds::Client;
 use aws_sdk_rds::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_rds::types::{DbSnapshot, Tag};
@@ -146,23 +145,18 @@ impl RdsEngine {
 
     /// An RDS client for `region` (the instance's region when `None`).
     pub async fn client(&self, region: Option<&str>) -> Result<(Client, String)> {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(r) = region.or(self.cfg.region.as_deref()) {
-            loader = loader.region(aws_config::Region::new(r.to_string()));
-        }
-        let shared = loader.load().await;
-        let Some(region) = shared.region().map(|r| r.to_string()) else {
+        let (client, resolved) = crate::aws::rds_client(
+            region.or(self.cfg.region.as_deref()),
+            self.cfg.endpoint.as_deref(),
+        )
+        .await;
+        let Some(region) = resolved else {
             return Err(Error::bad_input(format!(
                 "source {}: no AWS region (set `region` in the policy or AWS_REGION)",
                 self.source
             )));
         };
-        let mut builder =
-            aws_sdk_rds::config::Builder::from(&shared).interceptor(crate::aws::RecordOperations);
-        if let Some(e) = &self.cfg.endpoint {
-            builder = builder.endpoint_url(e);
-        }
-        Ok((Client::from_conf(builder.build()), region))
+        Ok((client, region))
     }
 
     fn tags(&self, backup_id: &str) -> Vec<Tag> {
@@ -647,10 +641,7 @@ impl Engine for RdsEngine {
                 continue;
             };
             let found = block_on(async {
-                let shared = aws_config::defaults(BehaviorVersion::latest())
-                    .region(aws_config::Region::new(c.region.clone()))
-                    .load()
-                    .await;
+                let shared = crate::aws::shared_config(Some(&c.region)).await;
                 let mut b = aws_sdk_kms::config::Builder::from(&shared)
                     .interceptor(crate::aws::RecordOperations);
                 if let Some(e) = &self.cfg.endpoint {

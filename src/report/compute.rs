@@ -7,12 +7,12 @@
 //! backup, or whose every backup failed verification, is a breach, never a blank.
 
 use super::model::*;
+use super::{at, spell};
 use crate::backup::Context;
 use crate::catalog::CatalogBackup;
 use crate::dr::plan::{Plan, load_plans};
 use crate::error::Result;
 use crate::policy::Source;
-use crate::policy::units::format_duration;
 use chrono::{DateTime, Duration, Utc};
 use std::collections::BTreeMap;
 
@@ -28,14 +28,6 @@ pub struct ReportOptions {
 const PASS: &str = "PASS";
 const FAIL: &str = "FAIL";
 const NA: &str = "N/A";
-
-fn spell(secs: i64) -> String {
-    format_duration(Duration::seconds(secs))
-}
-
-fn at(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%SZ").to_string()
-}
 
 /// The report at the context's clock.
 pub fn build(ctx: &Context, opts: &ReportOptions) -> Result<Report> {

@@ -14,7 +14,7 @@ use super::model::{
     CheckSummary, Coverage, DestinationState, DrillSummary, ObjectiveSummary, PlanReport, Point,
     Report, SourceReport, StepSpan, TrialSummary,
 };
-use crate::policy::units::format_duration;
+use super::spell;
 use chrono::{DateTime, Duration, Utc};
 use std::fmt::{self, Display, Write as _};
 
@@ -131,7 +131,7 @@ fn summary(out: &mut String, report: &Report) {
         When(report.generated_at),
         When(report.window.since),
         When(report.window.until),
-        span(report.window.secs),
+        spell(report.window.secs),
         report.exit_code,
         v = Esc(&report.verdict),
     );
@@ -167,7 +167,7 @@ fn summary(out: &mut String, report: &Report) {
     for s in &report.sources {
         let newest = match (&s.newest, s.exposure_secs) {
             (None, _) => bad("no backup"),
-            (Some(_), Some(e)) => format!("{} ago", span(e)),
+            (Some(_), Some(e)) => format!("{} ago", spell(e)),
             (Some(p), None) => When(p.at).to_string(),
         };
         w!(
@@ -208,8 +208,8 @@ fn summary(out: &mut String, report: &Report) {
             },
             Esc(&anchor("plan", &p.name)),
             Esc(&p.name),
-            span(p.rto_secs),
-            span(p.rpo_secs),
+            spell(p.rto_secs),
+            spell(p.rpo_secs),
             badge(&p.verdict),
         );
     }
@@ -301,7 +301,7 @@ fn source(out: &mut String, report: &Report, s: &SourceReport) {
 fn rpo_target(s: &SourceReport) -> String {
     match (&s.rpo, s.rpo_secs) {
         (Some(r), _) => Esc(r).to_string(),
-        (None, Some(secs)) => span(secs),
+        (None, Some(secs)) => spell(secs),
         (None, None) => none("no RPO target"),
     }
 }
@@ -321,9 +321,9 @@ fn newest_backup(s: &SourceReport) -> String {
     };
     let age = match s.exposure_secs {
         Some(e) if s.rpo_secs.is_some_and(|r| e > r) => {
-            format!("age {} (exposure, over the RPO target)", bad(&span(e)))
+            format!("age {} (exposure, over the RPO target)", bad(&spell(e)))
         }
-        Some(e) => format!("age {} (exposure)", span(e)),
+        Some(e) => format!("age {} (exposure)", spell(e)),
         None => none("age unknown"),
     };
     format!("{}, {age}", point(p))
@@ -372,7 +372,7 @@ fn newest_verified(s: &SourceReport) -> String {
              the newest backup has not been verified.</span>",
             point(v),
             Esc(&n.backup_id),
-            span((n.at - v.at).num_seconds()),
+            spell((n.at - v.at).num_seconds()),
         ),
         (Some(v), Some(_)) => format!("{} <span class=\"ok\">(the newest backup)</span>", point(v)),
         (Some(v), None) => point(v),
@@ -435,13 +435,13 @@ fn count(n: Option<u64>) -> String {
 
 fn coverage(c: &Coverage) -> String {
     let reach = match (c.oldest_restorable, c.reach_secs) {
-        (Some(at), Some(r)) => format!("reaches back {} (to {})", span(r), When(at)),
+        (Some(at), Some(r)) => format!("reaches back {} (to {})", spell(r), When(at)),
         (Some(at), None) => format!("reaches back to {}", When(at)),
         (None, _) => bad("nothing restorable"),
     };
     let target = c.target_secs.map_or_else(
         || none("no keep-within in the policy"),
-        |t| format!("keep-within {}", span(t)),
+        |t| format!("keep-within {}", spell(t)),
     );
     format!("{} {reach}; {target}", badge(&c.verdict))
 }
@@ -768,7 +768,7 @@ fn draw_axis(out: &mut String, axis: &TimeAxis, y: f64, relative: bool) {
     for t in ticks {
         let x = axis.x(t);
         let label = if relative {
-            format!("+{}", span((t - origin).num_seconds()))
+            format!("+{}", spell((t - origin).num_seconds()))
         } else if step % 86_400 == 0 {
             t.format("%m-%d").to_string()
         } else {
@@ -811,8 +811,8 @@ fn plan(out: &mut String, p: &PlanReport) {
         Esc(&p.verdict),
         Esc(&p.name),
         badge(&p.verdict),
-        span(p.rto_secs),
-        span(p.rpo_secs),
+        spell(p.rto_secs),
+        spell(p.rpo_secs),
     );
     if !p.flags.is_empty() {
         w!(out, "{}\n", list(&p.flags, "warn", ""));
@@ -872,8 +872,8 @@ fn plan(out: &mut String, p: &PlanReport) {
 fn objective(o: &ObjectiveSummary) -> String {
     let achieved = o
         .achieved_secs
-        .map_or_else(|| "not measured".to_string(), span);
-    let text = format!("{achieved} / {}", span(o.target_secs));
+        .map_or_else(|| "not measured".to_string(), spell);
+    let text = format!("{achieved} / {}", spell(o.target_secs));
     match tone(&o.verdict) {
         "pass" => ok(&text),
         "fail" => bad(&text),
@@ -1074,10 +1074,6 @@ fn badge(verdict: &str) -> String {
     )
 }
 
-fn span(secs: i64) -> String {
-    format_duration(Duration::seconds(secs))
-}
-
 /// Fractional seconds: tenths below a minute, the usual spelling above.
 fn seconds(secs: f64) -> String {
     if !secs.is_finite() {
@@ -1085,7 +1081,7 @@ fn seconds(secs: f64) -> String {
     } else if secs < 60.0 {
         format!("{secs:.1}s")
     } else {
-        span(secs.round() as i64)
+        spell(secs.round() as i64)
     }
 }
 

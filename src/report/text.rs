@@ -2,16 +2,7 @@
 //! without a backup reads "no backup", never an empty cell.
 
 use super::model::*;
-use crate::policy::units::format_duration;
-use chrono::{DateTime, Duration, Utc};
-
-fn spell(secs: i64) -> String {
-    format_duration(Duration::seconds(secs))
-}
-
-fn at(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%d %H:%M:%SZ").to_string()
-}
+use super::{at, spell};
 
 /// One row of the source table, as cells.
 fn source_cells(s: &SourceReport) -> Vec<String> {

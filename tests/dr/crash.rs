@@ -94,29 +94,25 @@ drill = "skip"
     }
 }
 
+/// Plan `one`: a single restore of `hive` into `restored.db`; returns that target.
+fn one_restore_plan(env: &Env) -> std::path::PathBuf {
+    let target = env.dir.path().join("restored.db");
+    env.plan(
+        "one",
+        &format!(
+            "name = \"one\"\nrto = \"5m\"\nrpo = \"1h\"\n\n[[steps]]\nid = \"restore\"\nkind = \"restore\"\nsource = \"hive\"\ntarget = \"{}\"\n",
+            target.display()
+        ),
+    );
+    target
+}
+
 /// The window the failpoints cannot reach, between a restore's swap and its journal
 /// file: the target that did not exist before is there whole, so resume adopts it.
 #[test]
 fn a_restore_interrupted_before_its_journal_is_not_made_twice() {
     let env = Env::new();
-    let target = env.dir.path().join("restored.db");
-    env.plan(
-        "one",
-        &format!(
-            r#"
-name = "one"
-rto = "5m"
-rpo = "1h"
-
-[[steps]]
-id = "restore"
-kind = "restore"
-source = "hive"
-target = "{target}"
-"#,
-            target = target.display()
-        ),
-    );
+    let target = one_restore_plan(&env);
     env.backup();
     let out = env
         .cmd()
@@ -145,24 +141,7 @@ target = "{target}"
 #[test]
 fn an_unfinished_run_or_a_held_lock_refuses_a_second_run_with_exit_6() {
     let env = Env::new();
-    let target = env.dir.path().join("restored.db");
-    env.plan(
-        "one",
-        &format!(
-            r#"
-name = "one"
-rto = "5m"
-rpo = "1h"
-
-[[steps]]
-id = "restore"
-kind = "restore"
-source = "hive"
-target = "{target}"
-"#,
-            target = target.display()
-        ),
-    );
+    let target = one_restore_plan(&env);
     env.backup();
     // Another process drives a run of the plan: it holds the plan's lock.
     let lock_path = env.policies.join(".lifeboat/dr/one.lock");

@@ -14,12 +14,7 @@ use std::time::Duration;
 /// The namespace a drill installs into: the real one suffixed with a short digest of
 /// the run id, within Kubernetes' 63 characters.
 pub fn drill_namespace(namespace: &str, run_id: &str) -> String {
-    let suffix = format!("-drill-{}", super::drill_digest(run_id));
-    let mut base: String = namespace.chars().take(63 - suffix.len()).collect();
-    while base.ends_with('-') {
-        base.pop();
-    }
-    format!("{base}{suffix}")
+    super::drill_suffixed(namespace, run_id, 63)
 }
 
 /// `--namespace NS [--kube-context CTX]`.

@@ -71,6 +71,17 @@ pub fn drill_digest(run_id: &str) -> String {
     hex::encode(&Sha256::digest(run_id.as_bytes())[..4])
 }
 
+/// `base-drill-DIGEST`, `base` cut so that the whole fits in `max` characters and
+/// never ends in `-` (DB identifiers and Kubernetes names both refuse that).
+pub fn drill_suffixed(base: &str, run_id: &str, max: usize) -> String {
+    let suffix = format!("-drill-{}", drill_digest(run_id));
+    let mut cut: String = base.chars().take(max - suffix.len()).collect();
+    while cut.ends_with('-') {
+        cut.pop();
+    }
+    format!("{cut}{suffix}")
+}
+
 /// The target a drill writes instead of `target`: beside it, suffixed with the run id,
 /// so that a drill never overwrites production data.
 pub fn drill_target(target: &Path, run_id: &str) -> PathBuf {

@@ -65,13 +65,7 @@ pub struct RdsEffect {
 /// The identifier a drill restores into: the target suffixed with a short digest of the
 /// run id, cut to RDS's 63 characters.
 pub fn drill_identifier(target: &str, run_id: &str) -> String {
-    let suffix = format!("-drill-{}", super::drill_digest(run_id));
-    let keep = 63 - suffix.len();
-    let mut base: String = target.chars().take(keep).collect();
-    while base.ends_with('-') {
-        base.pop();
-    }
-    let id = format!("{base}{suffix}");
+    let id = super::drill_suffixed(target, run_id, 63);
     debug_assert!(valid_db_identifier(&id));
     id
 }
@@ -167,7 +161,7 @@ pub async fn resolve(
         .clone()
         .or_else(|| plan_region.map(String::from))
         .ok_or_else(|| Error::bad_input(format!("step {step}: no region")))?;
-    let (client, _) = aws::rds_client(Some(&region)).await;
+    let (client, _) = aws::rds_client(Some(&region), None).await;
     let snap = choose(&client, &region, &r.select).await?;
     let target = if drill {
         drill_identifier(&r.target, run_id)
@@ -244,7 +238,7 @@ pub async fn run(effect: &Effect, after_call: &str) -> Result<BTreeMap<String, S
     let Some(e) = &effect.rds else {
         return Err(Error::failed("rds_restore step without a resolved restore"));
     };
-    let (client, _) = aws::rds_client(Some(&e.region)).await;
+    let (client, _) = aws::rds_client(Some(&e.region), None).await;
     match describe(&client, &e.target).await? {
         Some(inst) => {
             let owner = created_by(&client, &inst).await?;
@@ -360,7 +354,7 @@ pub async fn delete_created(effect: &Effect) -> Result<Option<String>> {
     let Some(e) = &effect.rds else {
         return Ok(None);
     };
-    let (client, _) = aws::rds_client(Some(&e.region)).await;
+    let (client, _) = aws::rds_client(Some(&e.region), None).await;
     let Some(inst) = describe(&client, &e.target).await? else {
         return Ok(None);
     };

@@ -243,6 +243,15 @@ pub async fn resolve(
     })
 }
 
+/// One change of a batch.
+fn change_of(action: ChangeAction, r: &Record) -> Result<Change> {
+    Change::builder()
+        .action(action)
+        .resource_record_set(to_sdk(r)?)
+        .build()
+        .map_err(|e| Error::failed(format!("change of {}: {e}", r.describe())))
+}
+
 /// Send one change batch and wait until Route53 reports it INSYNC; returns its id.
 async fn change(
     client: &Client,
@@ -323,13 +332,7 @@ pub async fn run(effect: &Effect, after_call: &str) -> Result<BTreeMap<String, S
     let changes = d
         .changes
         .iter()
-        .map(|c| {
-            Change::builder()
-                .action(ChangeAction::Upsert)
-                .resource_record_set(to_sdk(&c.after)?)
-                .build()
-                .map_err(|e| Error::failed(format!("change: {e}")))
-        })
+        .map(|c| change_of(ChangeAction::Upsert, &c.after))
         .collect::<Result<Vec<_>>>()?;
     let id = change(
         &client,
@@ -367,25 +370,13 @@ pub async fn restore(effect: &Effect) -> Result<String> {
     for c in &d.changes {
         match &c.before {
             Some(b) => {
-                changes.push(
-                    Change::builder()
-                        .action(ChangeAction::Upsert)
-                        .resource_record_set(to_sdk(b)?)
-                        .build()
-                        .map_err(|e| Error::failed(format!("change: {e}")))?,
-                );
+                changes.push(change_of(ChangeAction::Upsert, b)?);
                 done.push(format!("restored {}", b.describe()));
             }
             None => {
                 // A DELETE must name the record set exactly as it is now.
                 if let Some(now) = find(&client, &d.zone, &c.after).await? {
-                    changes.push(
-                        Change::builder()
-                            .action(ChangeAction::Delete)
-                            .resource_record_set(to_sdk(&now)?)
-                            .build()
-                            .map_err(|e| Error::failed(format!("change: {e}")))?,
-                    );
+                    changes.push(change_of(ChangeAction::Delete, &now)?);
                     done.push(format!("deleted {}", now.describe()));
                 }
             }
