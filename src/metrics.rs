@@ -77,6 +77,8 @@ struct SourceState {
     last_run: Option<(Duration, u64)>,
     attempts: BTreeMap<String, u64>,
     anomaly: bool,
+    /// Backups whose time is not believed (dated ahead of the clock, or against their id).
+    doubtful: u64,
     running: bool,
     /// The last verification: when, and whether every read-back matched.
     last_check: Option<(DateTime<Utc>, bool)>,
@@ -157,6 +159,12 @@ impl Metrics {
     /// dropped).
     pub fn set_anomaly(&self, source: &str, flagged: bool) {
         self.lock().entry(source.to_string()).or_default().anomaly = flagged;
+    }
+
+    /// How many backups of `source` have a time that is not believed (dated in the
+    /// future, or against their id): they serve no schedule and count for no RPO.
+    pub fn set_doubtful(&self, source: &str, count: u64) {
+        self.lock().entry(source.to_string()).or_default().doubtful = count;
     }
 
     /// The last verification of `source` (every destination's read-back of its newest
@@ -340,6 +348,13 @@ impl Metrics {
             Kind::Gauge,
             "1 when the newest backup of the source is flagged as an anomaly (size or counts dropped).",
             &|_, s| Some(bool01(s.anomaly)),
+        );
+        per_source(
+            &mut out,
+            "lifeboat_backup_time_doubtful",
+            Kind::Gauge,
+            "Backups of the source dated ahead of the clock or against their id; they serve no schedule and count for neither the RPO nor retention.",
+            &|_, s| Some(s.doubtful.to_string()),
         );
         per_source(
             &mut out,
@@ -1317,8 +1332,8 @@ mod tests {
         assert_eq!(parsed.samples.len(), strict(&text).len());
         assert_eq!(
             parsed.samples.len(),
-            1 + 11,
-            "up and the 11 series of a declared source"
+            1 + 12,
+            "up and the 12 series of a declared source"
         );
     }
 

@@ -34,6 +34,7 @@ fn populated() -> Metrics {
     });
     m.set_last_success("app", now() - TimeDelta::hours(4), 2048);
     m.set_anomaly("app", true);
+    m.set_doubtful("app", 1);
     m.set_running("app", false);
     m.set_last_verification("app", now() - TimeDelta::hours(5), true);
     m.set_last_restore_test("app", now() - TimeDelta::hours(5), true, 12.0);
@@ -313,6 +314,7 @@ fn shipped_alert_rules_use_only_exported_metrics() {
     for needed in [
         "lifeboat_backup_rpo_breached",
         "lifeboat_backup_anomaly",
+        "lifeboat_backup_time_doubtful",
         "lifeboat_scheduler_up",
         "lifeboat_backup_attempts_total",
         "lifeboat_backup_last_attempt_result",

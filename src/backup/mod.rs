@@ -5,6 +5,7 @@
 
 pub mod anomaly;
 pub mod compare;
+pub mod dating;
 pub mod list;
 pub mod prune;
 pub mod reconcile;

@@ -8,6 +8,7 @@
 //! deleted.
 
 use super::Context;
+use super::dating;
 use super::reconcile::{self, list_backups};
 use super::retention::{self, Candidate};
 use crate::error::{Error, Result};
@@ -79,6 +80,9 @@ pub async fn prune(ctx: &Context, sources: &[String], dry_run: bool) -> Result<P
     for name in &names {
         let source = ctx.policies.source(name)?;
         for repo in &source.destinations {
+            // Another host may have found a backup corrupt since it was catalogued
+            // here: what retention counts on is read again from the repository.
+            reconcile::refresh_verifications(ctx, repo, name).await?;
             let backups = ctx.catalog.backups(Some(name), Some(repo))?;
             // Objects of a locking repository were put with the backup's keep-until as
             // their retain-until.
@@ -86,8 +90,24 @@ pub async fn prune(ctx: &Context, sources: &[String], dry_run: bool) -> Result<P
                 &ctx.policies.repositories[repo].backend,
                 Backend::S3(cfg) if cfg.object_lock.is_some()
             );
+            // A backup whose time is not believed is kept and not counted: taken as the
+            // newest, a backup planted in the future would let keep-last delete the
+            // backups actually made.
+            for (b, why) in dating::doubtful(&backups, now) {
+                warn!(source = %name, repository = %repo, backup = %b.manifest.backup_id, doubt = %why, "backup time not believed: kept, not counted by retention");
+                items.push(PruneItem {
+                    repository: repo.clone(),
+                    source: name.clone(),
+                    backup_id: b.manifest.backup_id.clone(),
+                    time: b.manifest.started_at,
+                    keep: true,
+                    committed: true,
+                    reasons: vec![format!("not counted by retention: {why}")],
+                });
+            }
             let mut candidates: Vec<Candidate> = backups
                 .iter()
+                .filter(|b| dating::doubt(&b.manifest, now).is_none())
                 .map(|b| Candidate {
                     id: b.manifest.backup_id.clone(),
                     time: b.manifest.started_at,
@@ -131,7 +151,7 @@ pub async fn prune(ctx: &Context, sources: &[String], dry_run: bool) -> Result<P
                 if objects.contains(layout::MANIFEST) {
                     continue;
                 }
-                let time = id_time(&id).unwrap_or(now);
+                let time = dating::id_time(&id).unwrap_or(now);
                 let old = time < grace;
                 items.push(PruneItem {
                     repository: repo.clone(),
@@ -290,11 +310,4 @@ async fn delete_external(
     super::blocking(move || engine.delete_external(&id, &details))
         .await
         .map_err(|e| e.context(format!("backup {source}/{backup_id}")))
-}
-
-/// The start time encoded in a backup id.
-fn id_time(id: &str) -> Option<DateTime<Utc>> {
-    chrono::NaiveDateTime::parse_from_str(id.get(..15)?, "%Y%m%dT%H%M%S")
-        .ok()
-        .map(|t| t.and_utc())
 }

@@ -213,3 +213,45 @@ pub async fn rebuild(ctx: &Context) -> Result<ReconcileReport> {
     }
     Ok(report)
 }
+
+/// Read the stored verification results of `source`'s backups in `repo` again and
+/// record those the catalog does not know yet.
+///
+/// Reconciling reads a `verify.json` only when its backup first enters the catalog,
+/// so a result another host wrote later (a corruption it found) would stay unseen
+/// here; decisions that count on a backup being verified (prune, the unchanged skip)
+/// call this first. Returns how many results were new.
+pub async fn refresh_verifications(ctx: &Context, repo: &str, source: &str) -> Result<usize> {
+    let listing = list_backups(ctx, repo, &layout::source_prefix(source)).await?;
+    let known: BTreeMap<String, Option<chrono::DateTime<chrono::Utc>>> = ctx
+        .catalog
+        .backups(Some(source), Some(repo))?
+        .into_iter()
+        .map(|b| {
+            let at = b.last_verify.map(|v| v.verified_at);
+            (b.manifest.backup_id, at)
+        })
+        .collect();
+    let mut fresh = 0;
+    for ((s, id), objects) in &listing {
+        let Some(last) = known.get(id) else {
+            continue;
+        };
+        if s != source || !objects.contains(layout::VERIFY) {
+            continue;
+        }
+        match read_verify(ctx, repo, s, id).await {
+            Ok(mut v) => {
+                if last.is_none_or(|at| v.verified_at > at) {
+                    v.repository = repo.to_string();
+                    ctx.catalog.record_verification(&v)?;
+                    fresh += 1;
+                }
+            }
+            Err(e) => {
+                warn!(repository = repo, source = %s, backup = %id, error = %e, "verification result not read; ignored")
+            }
+        }
+    }
+    Ok(fresh)
+}

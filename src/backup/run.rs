@@ -500,22 +500,53 @@ async fn run(
 }
 
 /// The newest backup whose content is `sha256`, when every destination's newest backup
-/// holds exactly that content (after reconciling with storage, so a pruned or lost
-/// backup is not taken for present); `None` when any destination needs a new backup or
-/// cannot be listed.
+/// holds exactly that content and can stand for it: reconciled with storage (a pruned
+/// backup is not taken for present), its data object there at its recorded size, no
+/// failed verification or trial restore, and a believed time. `None` when any
+/// destination needs a new backup or cannot be listed: skipping against a backup that
+/// cannot be restored would leave the source with no restorable copy.
 async fn unchanged_since(ctx: &Context, source: &Source, sha256: &str) -> Result<Option<String>> {
     let rec = reconcile::reconcile_sources(ctx, std::slice::from_ref(&source.name)).await?;
     if !rec.unreachable.is_empty() {
         return Ok(None);
     }
+    let now = ctx.clock.now();
+    let failed_trials: std::collections::BTreeSet<(String, String)> = ctx
+        .catalog
+        .restore_tests(&source.name)?
+        .into_iter()
+        .filter(|t| !t.ok)
+        .map(|t| (t.repository, t.backup_id))
+        .collect();
     let mut since = None;
     for dest in &source.destinations {
-        match ctx.catalog.backups(Some(&source.name), Some(dest))?.first() {
-            Some(b) if b.manifest.raw.sha256 == sha256 => {
-                since = since.max(Some(b.manifest.backup_id.clone()));
+        reconcile::refresh_verifications(ctx, dest, &source.name).await?;
+        let backups = ctx.catalog.backups(Some(&source.name), Some(dest))?;
+        let Some(b) = super::dating::newest_believed(backups, now) else {
+            return Ok(None);
+        };
+        let m = &b.manifest;
+        let known_bad = b.last_verify.as_ref().is_some_and(|v| !v.ok)
+            || failed_trials.contains(&(dest.clone(), m.backup_id.clone()));
+        if m.raw.sha256 != sha256 || known_bad {
+            if known_bad {
+                info!(source = %source.name, repository = %dest, backup = %m.backup_id, "content unchanged, but that backup failed its check: backing up again");
             }
-            _ => return Ok(None),
+            return Ok(None);
         }
+        let data = layout::data_key(&source.name, &m.backup_id);
+        match ctx.store(dest)?.head(&data).await {
+            Ok(meta) if meta.size == m.stored.size => {}
+            Ok(meta) => {
+                warn!(source = %source.name, repository = %dest, backup = %m.backup_id, size = meta.size, expected = m.stored.size, "content unchanged, but that backup's data has the wrong size: backing up again");
+                return Ok(None);
+            }
+            Err(e) => {
+                warn!(source = %source.name, repository = %dest, backup = %m.backup_id, error = %e, "content unchanged, but that backup's data cannot be found: backing up again");
+                return Ok(None);
+            }
+        }
+        since = since.max(Some(m.backup_id.clone()));
     }
     Ok(since)
 }

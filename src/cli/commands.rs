@@ -515,13 +515,56 @@ pub async fn restore(g: &Global, ctx: &Context, opts: RestoreOptions) -> anyhow:
     Ok(0)
 }
 
+/// Prune under the lease of every source it prunes, as a scheduled run does: two
+/// prunes (or a prune and a backup) of one source at once, each from its own catalog,
+/// could otherwise each delete what the other counts on. A dry run deletes nothing
+/// and takes no lease.
+async fn prune_leased(
+    ctx: &Context,
+    sources: &[String],
+    dry_run: bool,
+) -> anyhow::Result<prune::PrunePlan> {
+    use lifeboat::scheduler::lease;
+    if dry_run {
+        return Ok(prune::prune(ctx, sources, dry_run).await?);
+    }
+    let names: Vec<String> = if sources.is_empty() {
+        ctx.policies.sources.keys().cloned().collect()
+    } else {
+        sources.to_vec()
+    };
+    let holder = lease::holder_id();
+    let ttl = ctx.policies.scheduler.lease_ttl;
+    let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut held = Vec::new();
+    let mut failure = None;
+    for name in &names {
+        let src = ctx.policies.source(name)?;
+        match lease::acquire_for_source(ctx, src, &holder, ttl).await {
+            Ok(l) => held.push(l.hold(ctx.clock.clone(), lost.clone())),
+            Err(e) => {
+                failure = Some(e.context("prune takes the lease of every source it prunes"));
+                break;
+            }
+        }
+    }
+    let result = match failure {
+        Some(e) => Err(e),
+        None => prune::prune(ctx, sources, dry_run).await,
+    };
+    for h in held {
+        h.release(ctx.clock.now()).await;
+    }
+    Ok(result?)
+}
+
 pub async fn prune(
     g: &Global,
     ctx: &Context,
     sources: Vec<String>,
     dry_run: bool,
 ) -> anyhow::Result<i32> {
-    let plan = prune::prune(ctx, &sources, dry_run).await?;
+    let plan = prune_leased(ctx, &sources, dry_run).await?;
     if g.json {
         print_json(&plan);
         return Ok(0);
@@ -670,17 +713,30 @@ pub async fn compare(
     }
 }
 
-/// Each source's newest committed backup (on any repository), from the catalog.
+/// Each source's newest committed backup (on any repository) whose time is believed,
+/// from the catalog, and how many of its backups have a time that is not.
 fn newest_backups(
     ctx: &Context,
-) -> anyhow::Result<std::collections::BTreeMap<String, lifeboat::catalog::manifest::Manifest>> {
-    let mut out = std::collections::BTreeMap::new();
+) -> anyhow::Result<(
+    std::collections::BTreeMap<String, lifeboat::catalog::manifest::Manifest>,
+    std::collections::BTreeMap<String, u64>,
+)> {
+    use lifeboat::backup::dating;
+    let now = ctx.clock.now();
+    let mut newest = std::collections::BTreeMap::new();
+    let mut doubtful = std::collections::BTreeMap::new();
     for name in ctx.policies.sources.keys() {
-        if let Some(b) = ctx.catalog.backups(Some(name), None)?.into_iter().next() {
-            out.insert(name.clone(), b.manifest);
+        let backups = ctx.catalog.backups(Some(name), None)?;
+        let doubts = dating::doubtful(&backups, now);
+        for (b, why) in &doubts {
+            tracing::warn!(source = %name, repository = %b.manifest.repository, backup = %b.manifest.backup_id, doubt = %why, "backup time not believed: not counted for catch-up or the RPO");
+        }
+        doubtful.insert(name.clone(), doubts.len() as u64);
+        if let Some(b) = dating::newest_believed(backups, now) {
+            newest.insert(name.clone(), b.manifest);
         }
     }
-    Ok(out)
+    Ok((newest, doubtful))
 }
 
 /// What the metrics know of each scheduled source.
@@ -718,7 +774,7 @@ pub async fn schedule(
     for u in &rec.unreachable {
         tracing::warn!(repository = %u, "unreachable at start: its backups are not counted for catch-up");
     }
-    let newest_backups = newest_backups(&ctx)?;
+    let (newest_backups, doubtful) = newest_backups(&ctx)?;
     let mut newest: std::collections::BTreeMap<String, DateTime<Utc>> = newest_backups
         .iter()
         .map(|(n, m)| (n.clone(), m.started_at))
@@ -766,6 +822,9 @@ pub async fn schedule(
         if let Some(t) = ctx.catalog.restore_tests(&s.name)?.first() {
             metrics.set_last_restore_test(&s.name, t.tested_at, t.ok, t.duration_secs);
         }
+    }
+    for (name, n) in &doubtful {
+        metrics.set_doubtful(name, *n);
     }
     for (name, m) in &newest_backups {
         metrics.set_last_success(name, m.started_at, m.raw.size);

@@ -256,6 +256,13 @@ pub fn clock() -> Arc<dyn Clock> {
 /// Run the command; the returned code is the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<i32> {
     let g = &cli.global;
+    if let Some(t) = lifeboat::clock::pinned()? {
+        tracing::warn!(
+            now = %t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            "{} pins the clock: every time this run reads or records comes from it, not from this host's clock (unset it outside tests and demonstrations)",
+            lifeboat::clock::PIN_VAR
+        );
+    }
     match cli.command {
         Command::Policy(PolicyCommand::Check { path }) => {
             let path = match path {

@@ -142,12 +142,22 @@ fn source_report(
     since: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<SourceReport> {
-    let backups = ctx.catalog.backups(Some(&src.name), None)?;
+    let mut backups = ctx.catalog.backups(Some(&src.name), None)?;
+    let mut flags: Vec<String> = crate::backup::dating::doubtful(&backups, now)
+        .into_iter()
+        .map(|(b, why)| {
+            format!(
+                "backup {} in {} is not counted: {why}",
+                b.manifest.backup_id, b.manifest.repository
+            )
+        })
+        .collect();
+    // A time that is not believed must not close a gap nor make the source look fresh.
+    backups.retain(|b| crate::backup::dating::doubt(&b.manifest, now).is_none());
     let all = points(&backups);
     let newest = all.last().cloned();
     let rpo_secs = src.rpo.map(|r| r.num_seconds());
     let mut breaches = Vec::new();
-    let mut flags = Vec::new();
 
     // Gaps: from the last backup before the window (if any) through every backup in
     // it to now.

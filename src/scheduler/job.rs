@@ -2,17 +2,16 @@
 //! repositories, skip if another run already served this scheduled time, back up,
 //! prune after a success, give the lease back.
 
-use super::lease::Lease;
+use super::lease;
 use super::{CancelFlag, Job, Outcome, RunResult};
 use crate::backup::run::{BackupOptions, backup};
-use crate::backup::{Context, prune, reconcile};
+use crate::backup::{Context, dating, prune, reconcile};
 use crate::error::{ErrorKind, Result};
 use crate::metrics::{Attempt, Metrics};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
-use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 /// The production job: real backups of the current policy set.
@@ -160,62 +159,14 @@ impl BackupJob {
     ) -> Result<Option<crate::backup::run::BackupReport>> {
         let src = ctx.policies.source(source)?.clone();
         let ttl = ctx.policies.scheduler.lease_ttl;
-        let lease = self.lease(ctx, &src, ttl).await?;
-        // Renew in the background; a lost lease cancels the backup.
-        let (stop_tx, mut stop_rx) = oneshot::channel::<()>();
-        let renewer = {
-            let ctx = ctx.clone();
-            let cancel = cancel.clone();
-            let mut lease = lease;
-            tokio::spawn(async move {
-                let every = lease.renew_every();
-                loop {
-                    tokio::select! {
-                        _ = tokio::time::sleep(every) => {
-                            if let Err(e) = lease.renew(ctx.clock.now()).await {
-                                warn!(source = %lease.record().source, error = %e, "lease lost: cancelling the backup");
-                                cancel.store(true, Ordering::SeqCst);
-                                return None;
-                            }
-                        }
-                        _ = &mut stop_rx => return Some(lease),
-                    }
-                }
-            })
-        };
+        let lease = lease::acquire_for_source(ctx, &src, &self.holder, ttl).await?;
+        // Renewed in the background; a lost lease cancels the backup.
+        let held = lease.hold(ctx.clock.clone(), cancel.clone());
         let result = self
             .under_lease(ctx, &src, scheduled, cancel.clone(), outcome)
             .await;
-        let _ = stop_tx.send(());
-        if let Ok(Some(lease)) = renewer.await {
-            lease.release(ctx.clock.now()).await;
-        }
+        held.release(ctx.clock.now()).await;
         result
-    }
-
-    /// The source's lease, in its first destination; when that repository cannot be
-    /// reached, in the next one, so an outage of the primary does not stop backups to
-    /// the others (two hosts that see different outages may then both run: duplicate
-    /// work, never lost data).
-    async fn lease(
-        &self,
-        ctx: &Arc<Context>,
-        src: &crate::policy::Source,
-        ttl: chrono::Duration,
-    ) -> Result<Lease> {
-        let mut last = None;
-        for dest in &src.destinations {
-            let store = ctx.store(dest)?;
-            match Lease::acquire(store, &src.name, &self.holder, ttl, ctx.clock.now()).await {
-                Ok(l) => return Ok(l),
-                Err(e) if e.kind() == ErrorKind::Locked => return Err(e),
-                Err(e) => {
-                    warn!(source = %src.name, repository = %dest, error = %e, "cannot take the lease here; trying the next destination");
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.expect("a source has at least one destination"))
     }
 
     async fn under_lease(
@@ -230,7 +181,16 @@ impl BackupJob {
         // The repositories are the truth: a run elsewhere (another host, a CronJob
         // with an empty catalog) may have served this time already.
         reconcile::reconcile_sources(ctx, &names).await?;
-        if let Some(newest) = ctx.catalog.backups(Some(&src.name), None)?.first()
+        let now = ctx.clock.now();
+        let backups = ctx.catalog.backups(Some(&src.name), None)?;
+        let doubts = dating::doubtful(&backups, now);
+        for (b, why) in &doubts {
+            warn!(source = %src.name, repository = %b.manifest.repository, backup = %b.manifest.backup_id, doubt = %why, "backup time not believed: it serves no scheduled time");
+        }
+        if let Some(m) = &self.metrics {
+            m.set_doubtful(&src.name, doubts.len() as u64);
+        }
+        if let Some(newest) = dating::newest_believed(backups, now)
             && newest.manifest.started_at >= scheduled
         {
             outcome.result = RunResult::Skipped;

@@ -223,6 +223,83 @@ impl Lease {
     }
 }
 
+/// Take the lease of `src` in its first destination; when that repository cannot be
+/// reached, in the next one, so an outage of the primary does not stop backups to
+/// the others (two hosts that see different outages may then both run: duplicate
+/// work, never lost data). A live holder anywhere is [`ErrorKind::Locked`].
+pub async fn acquire_for_source(
+    ctx: &crate::backup::Context,
+    src: &crate::policy::Source,
+    holder: &str,
+    ttl: Duration,
+) -> Result<Lease> {
+    let mut last = None;
+    for dest in &src.destinations {
+        let store = ctx.store(dest)?;
+        match Lease::acquire(store, &src.name, holder, ttl, ctx.clock.now()).await {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == ErrorKind::Locked => return Err(e),
+            Err(e) => {
+                warn!(source = %src.name, repository = %dest, error = %e, "cannot take the lease here; trying the next destination");
+                last = Some(e);
+            }
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        Error::bad_input(format!(
+            "source {} has no destination to hold its lease",
+            src.name
+        ))
+    }))
+}
+
+/// A lease renewed in the background until [`Held::release`]. When a renewal fails
+/// (the lease was taken over), `lost` is set so that the work under it can stop.
+#[derive(Debug)]
+pub struct Held {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Option<Lease>>,
+}
+
+impl Lease {
+    /// Keep the lease renewed every third of its time to live, reading time from
+    /// `clock`, until released.
+    pub fn hold(
+        self,
+        clock: Arc<dyn crate::clock::Clock>,
+        lost: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Held {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let mut lease = self;
+        let task = tokio::spawn(async move {
+            let every = lease.renew_every();
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {
+                        if let Err(e) = lease.renew(clock.now()).await {
+                            warn!(source = %lease.record().source, error = %e, "lease lost: stopping the work under it");
+                            lost.store(true, std::sync::atomic::Ordering::SeqCst);
+                            return None;
+                        }
+                    }
+                    _ = &mut stopped => return Some(lease),
+                }
+            }
+        });
+        Held { stop, task }
+    }
+}
+
+impl Held {
+    /// Stop renewing and give the lease up (nothing to give up when it was lost).
+    pub async fn release(self, now: DateTime<Utc>) {
+        let _ = self.stop.send(());
+        if let Ok(Some(lease)) = self.task.await {
+            lease.release(now).await;
+        }
+    }
+}
+
 fn encode(rec: &LeaseRecord) -> Bytes {
     Bytes::from(serde_json::to_vec_pretty(rec).expect("lease records serialise"))
 }

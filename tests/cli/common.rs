@@ -79,6 +79,19 @@ retention = {{ {retention} }}
         v["backups"][0]["backup-id"].as_str().unwrap().to_string()
     }
 
+    /// Run a backup of `app` with the clock pinned to `when`, which must succeed;
+    /// returns its JSON report.
+    pub fn backup_json_at(&self, when: &str) -> Value {
+        let out = self
+            .cmd()
+            .env("LIFEBOAT_NOW", when)
+            .args(["--json", "backup", "app"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     pub fn list(&self) -> Vec<Value> {
         let out = self.cmd().args(["--json", "list"]).output().unwrap();
         assert!(

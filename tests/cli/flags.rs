@@ -4,14 +4,7 @@ use crate::common::*;
 use serde_json::Value;
 
 fn backup_json(env: &Env, when: &str) -> Value {
-    let out = env
-        .cmd()
-        .env("LIFEBOAT_NOW", when)
-        .args(["--json", "backup", "app"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    serde_json::from_slice(&out.stdout).unwrap()
+    env.backup_json_at(when)
 }
 
 #[test]

@@ -9,5 +9,6 @@ mod flags;
 mod policy;
 mod prune;
 mod quickstart;
+mod safety;
 #[path = "../support/util.rs"]
 mod util;
