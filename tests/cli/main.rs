@@ -1,5 +1,6 @@
 //! Black-box tests of the `lifeboat` binary on real SQLite files and a local repository.
 
+mod bitflips;
 mod catalog;
 mod chain;
 mod common;
