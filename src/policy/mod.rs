@@ -402,8 +402,15 @@ impl PolicySet {
         let (root, files) = list_files(path)?;
         let mut texts = Vec::new();
         for f in &files {
-            let text = std::fs::read_to_string(f)
+            let bytes = std::fs::read(f)
                 .map_err(|e| Error::io(format!("reading policy file {}", f.display()), e))?;
+            let text = String::from_utf8(bytes).map_err(|e| {
+                Error::bad_input(format!(
+                    "{}: not UTF-8 text (invalid byte at offset {}): save the file as UTF-8",
+                    f.display(),
+                    e.utf8_error().valid_up_to()
+                ))
+            })?;
             texts.push((f.clone(), text));
         }
         Self::from_texts(root, &texts).map_err(Error::from)

@@ -78,8 +78,25 @@ impl Schedule {
         };
         let alternatives = exprs
             .iter()
-            .map(|e| cron::Schedule::from_str(e).map_err(|err| format!("`{text}`: {err} ({HELP})")))
+            .map(|e| {
+                cron::Schedule::from_str(e)
+                    .map_err(|err| format!("`{text}`: {} ({HELP})", one_line(&err.to_string())))
+            })
             .collect::<Result<Vec<_>, _>>()?;
+        // A schedule naming only dates that do not exist (February 30th, April 31st)
+        // parses, and then never runs: the source would silently have no backups. Eight
+        // years from any start hold every date that exists (February 29th included).
+        let start = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).unwrap();
+        let fires = alternatives
+            .iter()
+            .filter_map(|a| a.after(&start).next())
+            .any(|t| t < start + chrono::Duration::days(8 * 366));
+        if !fires {
+            return Err(format!(
+                "`{text}`: never runs: its day-of-month and month name no date that exists \
+                 (such as February 30th or April 31st); pick a day every chosen month has"
+            ));
+        }
         Ok(Schedule {
             text: text.trim().to_string(),
             alternatives,
@@ -182,6 +199,31 @@ impl Schedule {
 }
 
 /// A wall time carried as a UTC value, so the cron crate walks wall times.
+/// The cron crate's error on one line, with its field ranges spelled as crontab
+/// writes them: it prints the expression with a caret under the fault over several
+/// lines, which a `FILE: field: problem` line cannot carry.
+fn one_line(err: &str) -> String {
+    let text = err
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.chars().all(|c| c == '^' || c == ' '))
+        .collect::<Vec<_>>()
+        .join("; ");
+    // "Minutes must be less than 59" reads as if 59 were refused; say the range.
+    [
+        ("Seconds must be less than 59", "seconds must be 0-59"),
+        ("Minutes must be less than 59", "minutes must be 0-59"),
+        ("Hours must be less than 23", "hours must be 0-23"),
+        (
+            "Days of month must be less than 31",
+            "day-of-month must be 1-31",
+        ),
+        ("Months must be less than 12", "month must be 1-12"),
+    ]
+    .iter()
+    .fold(text, |t, (from, to)| t.replace(from, to))
+}
+
 fn carrier(local: NaiveDateTime) -> DateTime<Utc> {
     local.and_utc()
 }
@@ -416,5 +458,32 @@ mod tests {
     #[case("@fortnightly")]
     fn bad_schedules_are_refused(#[case] text: &str) {
         assert!(Schedule::parse(text).is_err(), "{text}");
+    }
+
+    #[rstest]
+    #[case("0 0 30 2 *")]
+    #[case("0 0 31 4,6,9,11 *")]
+    #[case("0 0 31 2 *")]
+    fn schedules_that_can_never_fire_are_refused(#[case] text: &str) {
+        let e = Schedule::parse(text).unwrap_err();
+        assert!(e.contains("never runs"), "{e}");
+    }
+
+    #[test]
+    fn a_leap_day_schedule_fires() {
+        let s = Schedule::parse("0 0 29 2 *").unwrap();
+        assert_eq!(
+            s.next_after(at(2026, 3, 1, 0, 0)),
+            Some(at(2028, 2, 29, 0, 0))
+        );
+    }
+
+    #[rstest]
+    #[case("61 * * * *", "0-59")]
+    #[case("0 25 * * *", "0-23")]
+    fn cron_field_errors_are_one_line_naming_the_range(#[case] text: &str, #[case] range: &str) {
+        let e = Schedule::parse(text).unwrap_err();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(e.contains(range), "{e}");
     }
 }

@@ -2,7 +2,14 @@
 
 use chrono::Duration;
 
-/// Parse a duration such as `30s`, `5m`, `1h30m`, `7d`, `2w`.
+/// The longest duration a policy or flag may give: 100 years. Every duration is added
+/// to instants (a backup's start plus its keep-within, now plus a lease's ttl); bounding
+/// it here keeps that arithmetic far inside what a date can hold, so no later step can
+/// overflow.
+pub const MAX_DURATION_SECS: i64 = 36_500 * 86_400;
+
+/// Parse a duration such as `30s`, `5m`, `1h30m`, `7d`, `2w`, at most
+/// [`MAX_DURATION_SECS`].
 ///
 /// Months and years are refused on purpose: their length varies, so a retention or
 /// RPO written with them would mean different things on different dates.
@@ -34,14 +41,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
                 ));
             }
         };
-        let n: i64 = number
-            .parse()
-            .map_err(|_| format!("`{text}`: a number must come before `{c}`"))?;
+        let n: i64 = number.parse().map_err(|_| {
+            if number.is_empty() {
+                format!("`{text}`: a number must come before `{c}`")
+            } else {
+                format!("`{text}`: too large (at most 36500d, 100 years)")
+            }
+        })?;
         number.clear();
         total = n
             .checked_mul(secs)
             .and_then(|v| total.checked_add(v))
-            .ok_or_else(|| format!("`{text}`: too large"))?;
+            .filter(|v| *v <= MAX_DURATION_SECS)
+            .ok_or_else(|| format!("`{text}`: too large (at most 36500d, 100 years)"))?;
         saw_unit = true;
     }
     if !number.is_empty() || !saw_unit {
@@ -119,6 +131,25 @@ mod tests {
     #[case("3mo")]
     fn bad_durations_are_refused(#[case] text: &str) {
         assert!(parse_duration(text).is_err(), "{text} should be refused");
+    }
+
+    #[rstest]
+    #[case("9999999999999999s")]
+    #[case("8000000000000s")]
+    #[case("100000000d")]
+    #[case("36500d1s")]
+    #[case("99999999999999999999w")]
+    fn durations_beyond_a_century_are_refused_not_a_panic(#[case] text: &str) {
+        let e = parse_duration(text).unwrap_err();
+        assert!(e.contains("at most 36500d"), "{e}");
+    }
+
+    #[test]
+    fn a_century_is_the_longest_duration() {
+        assert_eq!(
+            parse_duration("36500d").unwrap().num_seconds(),
+            MAX_DURATION_SECS
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod common;
 mod crash;
 mod files;
 mod flags;
+mod input;
 mod policy;
 mod prune;
 mod quickstart;
