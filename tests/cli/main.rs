@@ -6,6 +6,7 @@ mod common;
 mod crash;
 mod files;
 mod flags;
+mod integrity;
 mod policy;
 mod prune;
 mod quickstart;
