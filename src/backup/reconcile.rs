@@ -3,6 +3,7 @@
 //! result); a catalog row whose manifest is gone is dropped.
 
 use super::Context;
+use crate::catalog::CorruptBackup;
 use crate::catalog::manifest::{
     MANIFEST_FORMAT, Manifest, RESTORE_TEST_FORMAT, RestoreTestResult, VERIFY_FORMAT, VerifyResult,
     unseal,
@@ -24,7 +25,8 @@ pub struct ReconcileReport {
     pub removed: usize,
     /// Verification results read back.
     pub verifications: usize,
-    /// Manifests that could not be trusted (not backups).
+    /// Manifests that could not be trusted: corrupt backups (see
+    /// [`crate::catalog::Catalog::corrupt_backups`]).
     pub invalid: Vec<String>,
     /// Repositories that could not be listed.
     pub unreachable: Vec<String>,
@@ -135,14 +137,40 @@ pub async fn reconcile_repository(
         if ctx.catalog.has_backup(repo, s, id)? {
             continue;
         }
-        let (mut m, manifest_sha256) = match read_manifest(ctx, repo, s, id).await {
+        let bytes = match ctx.store(repo)?.get(&layout::manifest_key(s, id)).await {
+            Ok(b) => b,
+            // Deleted since the listing (a prune elsewhere): nothing to add.
+            Err(e) if e.is_not_found() => {
+                present.remove(&(s.clone(), id.clone()));
+                continue;
+            }
+            // Not read is not corrupt: the repository answered the listing but not
+            // this read; say so as for an unreachable repository.
+            Err(e) => {
+                warn!(repository = repo, source = %s, backup = %id, error = %e, "manifest unreadable; backup not catalogued");
+                report.unreachable.push(format!("{repo}: {e}"));
+                continue;
+            }
+        };
+        let mut m = match parse_manifest(&bytes, repo, s, id) {
             Ok(m) => m,
             Err(e) => {
-                warn!(repository = repo, source = %s, backup = %id, error = %e, "manifest not trusted; not a backup");
+                // A manifest that exists but cannot be trusted is a corrupt backup:
+                // kept in sight (list, verify, report), never a backup to use.
+                warn!(repository = repo, source = %s, backup = %id, error = %e, "manifest not trusted: corrupt backup");
+                ctx.catalog.record_corrupt(&CorruptBackup {
+                    repository: repo.to_string(),
+                    source: s.clone(),
+                    backup_id: id.clone(),
+                    found_at: now,
+                    problem: e.to_string(),
+                })?;
                 report.invalid.push(e.to_string());
                 continue;
             }
         };
+        let manifest_sha256 = hex::encode(Sha256::digest(&bytes));
+        ctx.catalog.clear_corrupt(repo, s, id)?;
         // The repository's name in the current policy is what the catalog uses.
         m.repository = repo.to_string();
         ctx.catalog.upsert_backup(&m, &manifest_sha256)?;
@@ -169,6 +197,14 @@ pub async fn reconcile_repository(
                     warn!(repository = repo, source = %s, backup = %id, error = %e, "trial restore result not trusted; ignored")
                 }
             }
+        }
+    }
+    for c in ctx.catalog.corrupt_backups(source, Some(repo))? {
+        if !listing
+            .get(&(c.source.clone(), c.backup_id.clone()))
+            .is_some_and(|o| o.contains(layout::MANIFEST))
+        {
+            ctx.catalog.clear_corrupt(repo, &c.source, &c.backup_id)?;
         }
     }
     for b in ctx.catalog.backups(source, Some(repo))? {

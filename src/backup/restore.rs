@@ -187,6 +187,7 @@ async fn restore_from(
     let (manifest, _) = read_manifest(ctx, repo, source, id).await?;
     let store = ctx.store(repo)?;
     let key = layout::data_key(source, id);
+    pipeline::check_stored(&store, &key, &manifest).await?;
     let ahead = ctx.policies.repositories[repo].max_in_flight;
     let handle = tokio::runtime::Handle::current();
     let engine = engine.clone();

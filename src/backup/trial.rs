@@ -147,10 +147,18 @@ pub async fn restore_test(ctx: &Context, source: &str) -> Result<RestoreTestResu
         counts: Vec::new(),
         problems: Vec::new(),
         duration_secs: 0.0,
+        manifest_sha256: None,
     };
     match restore(ctx, &opts).await {
         Ok(report) => {
             result.repository = report.repository.clone();
+            // Bound to the manifest restored from: a pass vouches for it only.
+            result.manifest_sha256 = ctx
+                .catalog
+                .backups(Some(source), Some(&report.repository))?
+                .into_iter()
+                .find(|b| b.manifest.backup_id == id)
+                .map(|b| b.manifest_sha256);
             result.counts = report
                 .counts
                 .checks

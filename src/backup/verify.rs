@@ -1,14 +1,20 @@
 //! `lifeboat verify`: read every stored byte back, recompute every hash, compare with
 //! the manifest. The result is recorded twice: in the catalog and as `verify.json`
 //! beside the manifest, so a rebuilt catalog keeps it. "Verified" means exactly this
-//! full read-back matched.
+//! full read-back matched, against the manifest whose hash the result carries: a
+//! result vouches for that manifest only (see [`CatalogBackup::verified`]).
+//!
+//! By default each destination's newest backup is checked (a destination that missed
+//! the newest run is checked on what it holds). A data object missing, shorter or
+//! longer than its manifest says, and a manifest that cannot be trusted (a corrupt
+//! backup, found also with a fresh catalog), are failed verifications: exit 4.
 
 use super::reconcile::{self, get_manifest_bytes, parse_manifest};
 use super::{Context, blocking};
 use crate::catalog::CatalogBackup;
 use crate::catalog::manifest::{VERIFY_FORMAT, VerifyResult, seal};
 use crate::error::{Error, Result};
-use crate::pipeline::{ChunkReader, RawCheck, integrity_of};
+use crate::pipeline::{ChunkReader, RawCheck, check_stored, integrity_of};
 use crate::storage::{PutOptions, layout};
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -22,7 +28,7 @@ pub struct VerifySelection {
     pub ids: Vec<String>,
     /// Limit to one source.
     pub source: Option<String>,
-    /// Every backup, not only the newest of each source.
+    /// Every backup, not only the newest of each source on each destination.
     pub all: bool,
     /// Read back only this percentage of the chunks (0 < p < 100). A sampled check
     /// never makes a backup "verified"; a failed one withdraws that status.
@@ -58,14 +64,36 @@ pub async fn verify(ctx: &Context, sel: &VerifySelection) -> Result<Vec<VerifyRe
             );
         } else if sel.all {
             targets.extend(backups);
-        } else if let Some(newest) = backups.first() {
-            // The newest backup, on every repository that holds it.
-            let id = newest.manifest.backup_id.clone();
-            targets.extend(backups.into_iter().filter(|b| b.manifest.backup_id == id));
+        } else {
+            targets.extend(newest_per_repository(backups));
         }
     }
+    // A manifest that cannot be trusted is a backup that failed verification, whatever
+    // the selection's age rule: it is found without reading any data.
+    let corrupt: Vec<VerifyResult> = sources
+        .iter()
+        .map(|s| ctx.catalog.corrupt_backups(Some(s), None))
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .filter(|c| sel.ids.is_empty() || sel.ids.contains(&c.backup_id))
+        .map(|c| VerifyResult {
+            source: c.source,
+            backup_id: c.backup_id,
+            repository: c.repository,
+            verified_at: ctx.clock.now(),
+            ok: false,
+            mode: if sample.is_some() { "sample" } else { "full" }.into(),
+            expected_sha256: String::new(),
+            actual_sha256: None,
+            problems: vec![c.problem],
+            manifest_sha256: None,
+        })
+        .collect();
     for id in &sel.ids {
-        if !targets.iter().any(|t| &t.manifest.backup_id == id) {
+        if !targets.iter().any(|t| &t.manifest.backup_id == id)
+            && !corrupt.iter().any(|c| &c.backup_id == id)
+        {
             return Err(Error::bad_input(format!(
                 "backup {id} is not in any repository of {} (see `lifeboat list`)",
                 sel.source.as_deref().unwrap_or("any source")
@@ -73,6 +101,13 @@ pub async fn verify(ctx: &Context, sel: &VerifySelection) -> Result<Vec<VerifyRe
         }
     }
     let mut results = Vec::new();
+    for result in corrupt {
+        // In the catalog only: the manifest that would say how long to keep a
+        // verify.json beside it is the thing that cannot be read.
+        ctx.catalog.record_verification(&result)?;
+        warn!(source = %result.source, backup = %result.backup_id, repository = %result.repository, problems = ?result.problems, "corrupt backup: manifest not trusted");
+        results.push(result);
+    }
     for t in targets {
         let m = &t.manifest;
         let result = verify_one(ctx, &t, sample).await;
@@ -105,6 +140,16 @@ pub async fn verify(ctx: &Context, sel: &VerifySelection) -> Result<Vec<VerifyRe
     Ok(results)
 }
 
+/// The newest backup of each repository in `backups` (newest first, as the catalog
+/// gives them): a destination that missed the newest run is checked on what it holds.
+fn newest_per_repository(backups: Vec<CatalogBackup>) -> Vec<CatalogBackup> {
+    let mut seen = std::collections::BTreeSet::new();
+    backups
+        .into_iter()
+        .filter(|b| seen.insert(b.manifest.repository.clone()))
+        .collect()
+}
+
 /// Verify one catalogued backup on its repository. The catalog's copy of the manifest
 /// and of its hash say what to expect when the stored manifest itself is damaged.
 pub async fn verify_one(
@@ -128,6 +173,7 @@ pub async fn verify_one(
         expected_sha256: cached.stored.sha256.clone(),
         actual_sha256: None,
         problems: Vec::new(),
+        manifest_sha256: None,
     };
     let bytes = match get_manifest_bytes(ctx, repo, source, id).await {
         Ok(b) => b,
@@ -137,6 +183,8 @@ pub async fn verify_one(
         }
     };
     let actual = hex::encode(Sha256::digest(&bytes));
+    // The result vouches for the manifest it read, and only for it.
+    result.manifest_sha256 = Some(actual.clone());
     if actual != backup.manifest_sha256 {
         result.problems.push(format!(
             "backup {source}/{id} in repository {repo}: manifest object: expected sha256 {} (as catalogued), actual {actual}",
@@ -159,16 +207,11 @@ pub async fn verify_one(
         }
     };
     let key = layout::data_key(source, id);
-    match store.head(&key).await {
-        Ok(meta) if meta.size != manifest.stored.size => result.problems.push(format!(
-            "backup {source}/{id} in repository {repo}: stored object is {} bytes, the manifest says {}",
-            meta.size, manifest.stored.size
-        )),
-        Ok(_) => {}
-        Err(e) => {
-            result.problems.push(e.to_string());
-            return result;
-        }
+    // A missing, short or long object fails here, before any read: reading the
+    // ranges of a long one would match, and a short one has chunks that cannot be read.
+    if let Err(e) = check_stored(&store, &key, &manifest).await {
+        result.problems.push(e.to_string());
+        return result;
     }
     // What the backup keeps outside the repository (an RDS snapshot and its copies)
     // must exist too, or the backup cannot be restored.

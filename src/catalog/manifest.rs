@@ -153,6 +153,11 @@ pub struct RestoreTestResult {
     pub problems: Vec<String>,
     /// How long the restore took, in seconds.
     pub duration_secs: f64,
+    /// SHA-256 of the manifest object the trial restored from: a passing result
+    /// vouches for that manifest only (absent in results of older versions, which
+    /// vouch for nothing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_sha256: Option<String>,
 }
 
 /// The result of one verification of one backup on one destination.
@@ -177,6 +182,12 @@ pub struct VerifyResult {
     pub actual_sha256: Option<String>,
     /// What did not match.
     pub problems: Vec<String>,
+    /// SHA-256 of the manifest object this result checked the data against. A
+    /// passing result makes a backup verified only while its manifest still has this
+    /// hash; results of older versions have none and vouch for nothing (see
+    /// [`crate::catalog::CatalogBackup::verified`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_sha256: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -235,6 +246,34 @@ mod tests {
         };
         let bytes = seal("t/1", &d);
         assert_eq!(unseal::<Doc>("t/1", &bytes, "doc").unwrap(), d);
+    }
+
+    #[test]
+    fn every_flipped_bit_of_a_verify_result_is_detected() {
+        let v = VerifyResult {
+            source: "app".into(),
+            backup_id: "20261122T093000Z-0001".into(),
+            repository: "local".into(),
+            verified_at: "2026-11-22T10:00:00Z".parse().unwrap(),
+            ok: false,
+            mode: "full".into(),
+            expected_sha256: "a".repeat(64),
+            actual_sha256: Some("b".repeat(64)),
+            problems: vec!["chunk 1 of 2: expected sha256 a, actual b".into()],
+            manifest_sha256: Some("c".repeat(64)),
+        };
+        let bytes = seal(VERIFY_FORMAT, &v);
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut bad = bytes.clone();
+                bad[i] ^= 1 << bit;
+                assert!(
+                    unseal::<VerifyResult>(VERIFY_FORMAT, &bad, "verify.json").is_err(),
+                    "flip of bit {bit} at byte {i} ({:?}) went unnoticed",
+                    bytes[i] as char
+                );
+            }
+        }
     }
 
     #[test]

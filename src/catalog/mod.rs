@@ -103,6 +103,19 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (repository, source, backup_id, tested_at)
     );
     CREATE INDEX restore_tests_by_source ON restore_tests (source, tested_at);",
+    // 4: results bound to the manifest they checked (NULL: written before this
+    // version, vouching for nothing), and manifests found in storage that cannot be
+    // trusted (corrupt backups: shown and reported, never restored or counted).
+    "ALTER TABLE verifications ADD COLUMN manifest_sha256 TEXT;
+    ALTER TABLE restore_tests ADD COLUMN manifest_sha256 TEXT;
+    CREATE TABLE corrupt_backups (
+        repository TEXT NOT NULL,
+        source TEXT NOT NULL,
+        backup_id TEXT NOT NULL,
+        found_at TEXT NOT NULL,
+        problem TEXT NOT NULL,
+        PRIMARY KEY (repository, source, backup_id)
+    );",
 ];
 
 /// Times are stored as fixed-width RFC 3339 so that text order is time order.
@@ -136,9 +149,33 @@ pub struct CatalogBackup {
     pub last_full_verify: Option<VerifyResult>,
 }
 
+/// A backup whose manifest is in a repository but cannot be trusted (unreadable,
+/// digest mismatch, describing another backup): a corrupt backup. It is listed and
+/// reported, never restored and never counted by retention.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CorruptBackup {
+    /// Repository holding the manifest.
+    pub repository: String,
+    /// Source, from the manifest's key.
+    pub source: String,
+    /// Backup id, from the manifest's key.
+    pub backup_id: String,
+    /// When this catalog last found it so.
+    pub found_at: DateTime<Utc>,
+    /// Why the manifest is not trusted.
+    pub problem: String,
+}
+
 impl CatalogBackup {
     /// Verified: the newest full read-back matched, and nothing since found a problem
     /// (a failed sample after it withdraws the status).
+    ///
+    /// Only results bound to this manifest count as passes: `last_verify` and
+    /// `last_full_verify` are chosen among failures (a failure counts whatever it
+    /// checked: failing closed) and passes whose manifest hash is this manifest's.
+    /// A pass recorded for another manifest, or by a version that recorded no hash,
+    /// leaves the backup unverified until it is verified again.
     pub fn verified(&self) -> bool {
         self.last_full_verify.as_ref().is_some_and(|v| v.ok)
             && self.last_verify.as_ref().is_some_and(|v| v.ok)
@@ -243,9 +280,9 @@ impl Catalog {
     pub fn record_verification(&self, v: &VerifyResult) -> Result<()> {
         let text = serde_json::to_string(v).expect("results serialise");
         self.conn().execute(
-            "INSERT OR REPLACE INTO verifications (repository, source, backup_id, verified_at, ok, mode, result)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![v.repository, v.source, v.backup_id, ts(v.verified_at), v.ok, v.mode, text],
+            "INSERT OR REPLACE INTO verifications (repository, source, backup_id, verified_at, ok, mode, result, manifest_sha256)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![v.repository, v.source, v.backup_id, ts(v.verified_at), v.ok, v.mode, text, v.manifest_sha256],
         )?;
         Ok(())
     }
@@ -254,17 +291,23 @@ impl Catalog {
     pub fn record_restore_test(&self, t: &RestoreTestResult) -> Result<()> {
         let text = serde_json::to_string(t).expect("results serialise");
         self.conn().execute(
-            "INSERT OR REPLACE INTO restore_tests (repository, source, backup_id, tested_at, ok, result)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![t.repository, t.source, t.backup_id, ts(t.tested_at), t.ok, text],
+            "INSERT OR REPLACE INTO restore_tests (repository, source, backup_id, tested_at, ok, result, manifest_sha256)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![t.repository, t.source, t.backup_id, ts(t.tested_at), t.ok, text, t.manifest_sha256],
         )?;
         Ok(())
     }
 
-    /// Trial restores of `source`, newest first.
+    /// Trial restores of `source`, newest first: every failure, and the passes bound
+    /// to the manifest the catalog holds for their backup (a pass for another
+    /// manifest, or with no hash, proves nothing about this one).
     pub fn restore_tests(&self, source: &str) -> Result<Vec<RestoreTestResult>> {
         self.results(
-            "SELECT result FROM restore_tests WHERE source = ?1 ORDER BY tested_at DESC",
+            "SELECT t.result FROM restore_tests t WHERE t.source = ?1
+               AND (t.ok = 0 OR EXISTS (SELECT 1 FROM backups b
+                    WHERE b.repository = t.repository AND b.source = t.source
+                      AND b.backup_id = t.backup_id AND b.manifest_sha256 = t.manifest_sha256))
+             ORDER BY t.tested_at DESC",
             source,
         )
     }
@@ -379,10 +422,11 @@ impl Catalog {
             "SELECT b.manifest, b.manifest_sha256,
                     (SELECT v.result FROM verifications v
                       WHERE v.repository = b.repository AND v.source = b.source AND v.backup_id = b.backup_id
+                        AND (v.ok = 0 OR v.manifest_sha256 = b.manifest_sha256)
                       ORDER BY v.verified_at DESC LIMIT 1),
                     (SELECT v.result FROM verifications v
                       WHERE v.repository = b.repository AND v.source = b.source AND v.backup_id = b.backup_id
-                        AND v.mode = 'full'
+                        AND v.mode = 'full' AND (v.ok = 0 OR v.manifest_sha256 = b.manifest_sha256)
                       ORDER BY v.verified_at DESC LIMIT 1)
              FROM backups b
              WHERE (?1 IS NULL OR b.source = ?1) AND (?2 IS NULL OR b.repository = ?2)
@@ -411,6 +455,61 @@ impl Catalog {
                 manifest_sha256,
                 last_verify,
                 last_full_verify,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Record a manifest found in `repository` that cannot be trusted (replacing what
+    /// was known of that backup's manifest before).
+    pub fn record_corrupt(&self, c: &CorruptBackup) -> Result<()> {
+        self.conn().execute(
+            "INSERT OR REPLACE INTO corrupt_backups (repository, source, backup_id, found_at, problem)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![c.repository, c.source, c.backup_id, ts(c.found_at), c.problem],
+        )?;
+        Ok(())
+    }
+
+    /// Forget that a backup's manifest was corrupt (it is gone, or reads well again).
+    pub fn clear_corrupt(&self, repository: &str, source: &str, backup_id: &str) -> Result<()> {
+        self.conn().execute(
+            "DELETE FROM corrupt_backups WHERE repository = ?1 AND source = ?2 AND backup_id = ?3",
+            params![repository, source, backup_id],
+        )?;
+        Ok(())
+    }
+
+    /// Corrupt backups, newest id first, optionally of one source and/or one repository.
+    pub fn corrupt_backups(
+        &self,
+        source: Option<&str>,
+        repository: Option<&str>,
+    ) -> Result<Vec<CorruptBackup>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT repository, source, backup_id, found_at, problem FROM corrupt_backups
+             WHERE (?1 IS NULL OR source = ?1) AND (?2 IS NULL OR repository = ?2)
+             ORDER BY source, backup_id DESC, repository",
+        )?;
+        let rows = stmt.query_map(params![source, repository], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (repository, source, backup_id, found_at, problem) = row?;
+            out.push(CorruptBackup {
+                repository,
+                source,
+                backup_id,
+                found_at: parse_ts(&found_at)?,
+                problem,
             });
         }
         Ok(out)
@@ -446,11 +545,12 @@ impl Catalog {
         Ok(())
     }
 
-    /// Delete every cached backup and verification (before a rebuild). Run history
+    /// Delete every cached backup, corrupt backup and verification (before a rebuild). Run history
     /// and deletion records stay: they are not in storage.
     pub fn clear_backups(&self) -> Result<()> {
         self.conn().execute_batch(
-            "DELETE FROM backups; DELETE FROM verifications; DELETE FROM restore_tests;",
+            "DELETE FROM backups; DELETE FROM verifications; DELETE FROM restore_tests;
+             DELETE FROM corrupt_backups;",
         )?;
         Ok(())
     }
@@ -716,4 +816,107 @@ pub struct DrStepRow {
     pub outputs: String,
     /// Error message, when failed.
     pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(id: &str) -> Manifest {
+        serde_json::from_value(serde_json::json!({
+            "source": "app", "kind": "sqlite", "backup-id": id, "repository": "local",
+            "started-at": "2026-11-22T09:30:00Z", "finished-at": "2026-11-22T09:30:01Z",
+            "consistency-point": "2026-11-22T09:30:00Z", "tool-version": "t", "host": "h",
+            "compression": "zstd", "encryption": "none",
+            "stored": {"size": 1, "sha256": "s", "chunk-size": 1, "chunks": ["s"]},
+            "raw": {"size": 1, "sha256": "r"}, "counts": {},
+            "keep-until": "2026-11-22T09:30:00Z"
+        }))
+        .unwrap()
+    }
+
+    fn result(at: &str, ok: bool, manifest_sha256: Option<&str>) -> VerifyResult {
+        VerifyResult {
+            source: "app".into(),
+            backup_id: "20261122T093000Z-0001".into(),
+            repository: "local".into(),
+            verified_at: at.parse().unwrap(),
+            ok,
+            mode: "full".into(),
+            expected_sha256: "s".into(),
+            actual_sha256: Some("s".into()),
+            problems: Vec::new(),
+            manifest_sha256: manifest_sha256.map(String::from),
+        }
+    }
+
+    fn verified_after(results: &[VerifyResult]) -> bool {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+        c.upsert_backup(&manifest("20261122T093000Z-0001"), "m1")
+            .unwrap();
+        for r in results {
+            c.record_verification(r).unwrap();
+        }
+        c.backups(None, None).unwrap()[0].verified()
+    }
+
+    #[test]
+    fn a_pass_counts_only_for_the_manifest_it_read() {
+        assert!(verified_after(&[result(
+            "2026-11-22T10:00:00Z",
+            true,
+            Some("m1")
+        )]));
+        assert!(!verified_after(&[result(
+            "2026-11-22T10:00:00Z",
+            true,
+            Some("m0")
+        )]));
+        // Written before results were bound: vouches for nothing.
+        assert!(!verified_after(&[result(
+            "2026-11-22T10:00:00Z",
+            true,
+            None
+        )]));
+    }
+
+    #[test]
+    fn a_failure_counts_whatever_manifest_it_read() {
+        // A newer failure on another manifest (or none) withdraws a bound pass.
+        for other in [Some("m0"), None] {
+            assert!(!verified_after(&[
+                result("2026-11-22T10:00:00Z", true, Some("m1")),
+                result("2026-11-22T11:00:00Z", false, other),
+            ]));
+        }
+        // A newer pass for another manifest does not clear an older failure.
+        assert!(!verified_after(&[
+            result("2026-11-22T10:00:00Z", false, Some("m1")),
+            result("2026-11-22T11:00:00Z", true, Some("m0")),
+        ]));
+    }
+
+    #[test]
+    fn corrupt_backups_are_recorded_and_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Catalog::open(&dir.path().join("catalog.db")).unwrap();
+        let bad = CorruptBackup {
+            repository: "local".into(),
+            source: "app".into(),
+            backup_id: "20261122T093000Z-0001".into(),
+            found_at: "2026-11-22T10:00:00Z".parse().unwrap(),
+            problem: "digest mismatch".into(),
+        };
+        c.record_corrupt(&bad).unwrap();
+        c.record_corrupt(&bad).unwrap();
+        assert_eq!(
+            c.corrupt_backups(Some("app"), None).unwrap(),
+            vec![bad.clone()]
+        );
+        assert!(c.corrupt_backups(Some("other"), None).unwrap().is_empty());
+        assert!(c.backups(None, None).unwrap().is_empty(), "never a backup");
+        c.clear_corrupt("local", "app", &bad.backup_id).unwrap();
+        assert!(c.corrupt_backups(None, None).unwrap().is_empty());
+    }
 }

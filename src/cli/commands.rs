@@ -285,9 +285,20 @@ fn verify_state(b: &CatalogBackup) -> String {
 }
 
 pub async fn list(g: &Global, ctx: &Context, source: Option<String>) -> anyhow::Result<i32> {
-    let backups = list::list(ctx, source.as_deref()).await?;
+    let listing = list::list(ctx, source.as_deref()).await?;
+    let backups = &listing.backups;
+    // A corrupt backup is a finding, as for verify: the listing says so in its exit code.
+    let code = if listing.corrupt.is_empty() {
+        0
+    } else {
+        eprintln!(
+            "lifeboat: {} backup(s) with a manifest that cannot be trusted (CORRUPT): never restored nor counted by retention; see `lifeboat verify --all`",
+            listing.corrupt.len()
+        );
+        ErrorKind::Integrity.exit_code()
+    };
     if g.json {
-        let rows: Vec<_> = backups
+        let mut rows: Vec<_> = backups
             .iter()
             .map(|b| {
                 let m = &b.manifest;
@@ -310,10 +321,20 @@ pub async fn list(g: &Global, ctx: &Context, source: Option<String>) -> anyhow::
                 })
             })
             .collect();
+        rows.extend(listing.corrupt.iter().map(|c| {
+            json!({
+                "source": c.source,
+                "backup-id": c.backup_id,
+                "repository": c.repository,
+                "corrupt": true,
+                "problem": c.problem,
+                "verified": false,
+            })
+        }));
         print_json(&rows);
-        return Ok(0);
+        return Ok(code);
     }
-    if backups.is_empty() {
+    if backups.is_empty() && listing.corrupt.is_empty() {
         println!("no committed backups");
         return Ok(0);
     }
@@ -321,7 +342,7 @@ pub async fn list(g: &Global, ctx: &Context, source: Option<String>) -> anyhow::
         "{:<12} {:<22} {:<12} {:<21} {:>10} {:>10}  {:<24} KEEP-UNTIL",
         "SOURCE", "BACKUP", "REPOSITORY", "CONSISTENT AT", "RAW", "STORED", "VERIFIED"
     );
-    for b in &backups {
+    for b in backups {
         let m = &b.manifest;
         println!(
             "{:<12} {:<22} {:<12} {:<21} {:>10} {:>10}  {:<24} {}",
@@ -335,7 +356,13 @@ pub async fn list(g: &Global, ctx: &Context, source: Option<String>) -> anyhow::
             t(m.keep_until)
         );
     }
-    Ok(0)
+    for c in &listing.corrupt {
+        println!(
+            "{:<12} {:<22} {:<12} CORRUPT: {}",
+            c.source, c.backup_id, c.repository, c.problem
+        );
+    }
+    Ok(code)
 }
 
 pub async fn verify(g: &Global, ctx: &Context, sel: VerifySelection) -> anyhow::Result<i32> {
@@ -606,13 +633,16 @@ pub async fn catalog_rebuild(g: &Global, ctx: &Context) -> anyhow::Result<i32> {
             r.verifications
         );
         for i in &r.invalid {
-            println!("  not a backup: {i}");
+            println!("  CORRUPT (not restorable, not counted): {i}");
         }
         for u in &r.unreachable {
             println!("  unreachable: {u}");
         }
     }
-    Ok(if r.unreachable.is_empty() {
+    Ok(if !r.invalid.is_empty() {
+        // A manifest that cannot be trusted is a corrupt backup: an integrity finding.
+        ErrorKind::Integrity.exit_code()
+    } else if r.unreachable.is_empty() {
         0
     } else {
         ErrorKind::Partial.exit_code()

@@ -86,7 +86,7 @@ pub enum Command {
     },
     /// Read backups back in full and check every hash against the manifest
     Verify {
-        /// Backup ids [default: the newest backup of each source]
+        /// Backup ids [default: the newest backup of each source on each destination]
         ids: Vec<String>,
         /// Only this source
         #[arg(long)]

@@ -15,7 +15,7 @@
 mod read;
 mod write;
 
-pub use read::{ChunkReader, RawCheck, integrity_of, open_raw, read_error};
+pub use read::{ChunkReader, RawCheck, check_stored, integrity_of, open_raw, read_error};
 pub use write::{DestinationUpload, PipelineTotals, StreamOptions, produce, upload};
 
 /// A hash, size or chunk that does not match the manifest.

@@ -116,15 +116,47 @@ impl ChunkReader {
             return Ok(false);
         }
         self.fill();
-        let pending = self.pending.pop_front().expect("a fetch is in flight");
-        let data = self
-            .handle
-            .block_on(pending)
-            .map_err(io::Error::other)?
-            .map_err(|e| io::Error::other(e.to_string()))?;
         let index = self.next_index;
+        // Advance before anything can fail: a reader asked to go on after a failed
+        // fetch (verify reads on to the end) moves to the next chunk, never back to
+        // a fetch it already took out of the queue.
         self.next_index += 1;
+        let Some(pending) = self.pending.pop_front() else {
+            return Err(io::Error::other(format!(
+                "{}: chunk {} of {}: no fetch was started for it",
+                self.what,
+                index + 1,
+                self.expected.len()
+            )));
+        };
+        let fetched = self.handle.block_on(pending).map_err(io::Error::other)?;
         self.fill();
+        let start = index as u64 * self.chunk_size;
+        let want = (start + self.chunk_size)
+            .min(self.size)
+            .saturating_sub(start);
+        let data = match fetched {
+            Ok(d) if d.len() as u64 == want => d,
+            Ok(d) => {
+                return self.chunk_failed(format!(
+                    "{}: chunk {} of {}: {} bytes read, the manifest says {want} (the stored object is shorter or longer than written)",
+                    self.what,
+                    index + 1,
+                    self.expected.len(),
+                    d.len()
+                ));
+            }
+            // The object the manifest describes is gone.
+            Err(e) if e.is_not_found() => {
+                return self.chunk_failed(format!(
+                    "{}: chunk {} of {}: {e}",
+                    self.what,
+                    index + 1,
+                    self.expected.len()
+                ));
+            }
+            Err(e) => return Err(io::Error::other(e.to_string())),
+        };
         self.whole.update(&data);
         let actual = hex::encode(Sha256::digest(&data));
         if actual != self.expected[index] {
@@ -141,6 +173,18 @@ impl ChunkReader {
             self.problems.push(msg);
         }
         self.current = data;
+        Ok(true)
+    }
+
+    /// A chunk that could not be read as the manifest describes it: an integrity
+    /// failure. A tolerant reader notes it and goes on with the next chunk (its bytes
+    /// are missing from the whole object's hash, which then fails too).
+    fn chunk_failed(&mut self, msg: String) -> io::Result<bool> {
+        if !self.tolerate {
+            return Err(mismatch(msg));
+        }
+        self.problems.push(msg);
+        self.current = Bytes::new();
         Ok(true)
     }
 
@@ -240,6 +284,30 @@ impl<R: Read> Read for RawCheck<R> {
             }
         }
         Ok(0)
+    }
+}
+
+/// Check that the data object of `manifest` exists with the size the manifest gives,
+/// before a byte of it is read: a missing, short or long object is an integrity
+/// failure (exit 4), not an I/O error. A long one would otherwise pass, since only
+/// the ranges the manifest names are read.
+pub async fn check_stored(store: &Arc<dyn Store>, key: &str, manifest: &Manifest) -> Result<()> {
+    let what = format!(
+        "backup {}/{} in repository {}",
+        manifest.source,
+        manifest.backup_id,
+        store.name()
+    );
+    match store.head(key).await {
+        Ok(meta) if meta.size != manifest.stored.size => Err(Error::integrity(format!(
+            "{what}: stored object {key} is {} bytes, the manifest says {} (cut short or appended to); restore another backup or another repository",
+            meta.size, manifest.stored.size
+        ))),
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Err(Error::integrity(format!(
+            "{what}: stored object {key} is missing although the manifest is present; restore another backup or another repository"
+        ))),
+        Err(e) => Err(e.into()),
     }
 }
 

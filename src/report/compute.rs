@@ -4,7 +4,8 @@
 //! The achieved RPO of a source is its worst gap in the window: between consecutive
 //! committed backups (by consistency point, the instant the data reflects), and from
 //! the newest one to the report's time (the current exposure). A source without any
-//! backup, or whose every backup failed verification, is a breach, never a blank.
+//! backup, or whose every backup failed verification, is a breach, never a blank; so is
+//! a corrupt backup (a manifest in storage that cannot be trusted).
 
 use super::model::*;
 use super::{at, spell};
@@ -207,6 +208,14 @@ fn source_report(
         _ => PASS,
     };
 
+    // A manifest in storage that cannot be trusted is damage in a repository: it is
+    // named, whatever good backups exist beside it.
+    for c in ctx.catalog.corrupt_backups(Some(&src.name), None)? {
+        breaches.push(format!(
+            "backup {} in repository {} is corrupt (its manifest cannot be trusted; it is never restored nor counted): {}",
+            c.backup_id, c.repository, c.problem
+        ));
+    }
     if all.is_empty() {
         breaches.push("no committed backup at all: nothing can be restored".to_string());
     } else if all.iter().all(|p| p.verification == "failed") {

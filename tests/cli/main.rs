@@ -8,6 +8,7 @@ mod crash;
 mod files;
 mod flags;
 mod input;
+mod integrity;
 mod policy;
 mod prune;
 mod quickstart;
