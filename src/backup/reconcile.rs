@@ -82,6 +82,8 @@ pub fn parse_manifest(bytes: &[u8], repo: &str, source: &str, id: &str) -> Resul
             m.source, m.backup_id
         )));
     }
+    m.check()
+        .map_err(|e| crate::Error::integrity(format!("{what}: {e}")))?;
     Ok(m)
 }
 

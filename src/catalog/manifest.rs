@@ -228,6 +228,69 @@ pub fn unseal<T: DeserializeOwned>(format: &str, bytes: &[u8], what: &str) -> Re
         .map_err(|e| Error::integrity(format!("{what}: invalid content ({e})")))
 }
 
+/// The smallest and largest chunk a repository's `part-size` allows (64 KiB, 5 GiB).
+const CHUNK_SIZES: std::ops::RangeInclusive<u64> = (64 << 10)..=(5 << 30);
+
+fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl Manifest {
+    /// Check what a reader relies on before it uses a field: a manifest comes from a
+    /// repository that someone else may be able to write, and its seal is a digest
+    /// anyone can recompute. Every allocation and offset a reader computes from it is
+    /// bounded by what is checked here (the object's real size is checked by HEAD
+    /// before any read).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if !crate::storage::layout::is_backup_id(&self.backup_id) {
+            return Err(format!("backup-id `{}` is not a backup id", self.backup_id));
+        }
+        if self.compression != "zstd" {
+            return Err(format!(
+                "compression `{}`: this version reads only zstd",
+                self.compression
+            ));
+        }
+        if self.encryption != "none" {
+            return Err(format!(
+                "encryption `{}`: this version reads only unencrypted backups",
+                self.encryption
+            ));
+        }
+        let s = &self.stored;
+        if !CHUNK_SIZES.contains(&s.chunk_size) {
+            return Err(format!(
+                "stored.chunk-size {} is outside 64KiB..5GiB, the part sizes lifeboat writes",
+                s.chunk_size
+            ));
+        }
+        // An empty stream is stored as one empty chunk.
+        let expected = s.size.div_ceil(s.chunk_size).max(1);
+        if s.chunks.len() as u64 != expected {
+            return Err(format!(
+                "stored.chunks lists {} chunks, but {} bytes in chunks of {} make {expected}",
+                s.chunks.len(),
+                s.size,
+                s.chunk_size
+            ));
+        }
+        if let Some(bad) = s.chunks.iter().position(|c| !is_sha256_hex(c)) {
+            return Err(format!("stored.chunks[{bad}] is not a SHA-256 in hex"));
+        }
+        for (field, v) in [
+            ("stored.sha256", &s.sha256),
+            ("raw.sha256", &self.raw.sha256),
+        ] {
+            if !is_sha256_hex(v) {
+                return Err(format!("{field} is not a SHA-256 in hex"));
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,6 +7,7 @@ mod common;
 mod crash;
 mod files;
 mod flags;
+mod hostile;
 mod input;
 mod integrity;
 mod policy;
