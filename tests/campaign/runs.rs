@@ -162,7 +162,11 @@ pub fn restore_campaign(trials: usize) {
         measured.insert(source, quickest);
     }
     for trial in 1..=trials {
-        let source = if c.rng.next() % 2 == 0 { "app" } else { "conf" };
+        let source = if c.rng.next().is_multiple_of(2) {
+            "app"
+        } else {
+            "conf"
+        };
         c.measured = measured[source];
         let (old, new) = two.ids[source].clone();
         let (want_old, want_new) = (set.expected[&old].clone(), set.expected[&new].clone());
