@@ -259,15 +259,32 @@ pub async fn prune(ctx: &Context, sources: &[String], dry_run: bool) -> Result<P
             plan.external_deleted.extend(swept);
         }
     }
-    let mut repos: Vec<&String> = names
-        .iter()
-        .filter_map(|n| ctx.policies.sources.get(n))
-        .flat_map(|s| s.destinations.iter())
-        .collect();
-    repos.sort();
-    repos.dedup();
-    for repo in repos {
-        plan.incomplete_uploads_removed += store(repo)?.cleanup_incomplete(grace).await?;
+    // Unfinished uploads of each pruned source's own backups only, and none a live lease
+    // covers: its holder took the lease before starting its backup (whose id says when),
+    // and may still be uploading a run of any length. The lease may be in any of the
+    // source's destinations (the first one reachable when it was taken).
+    let ttl = ctx.policies.scheduler.lease_ttl;
+    for name in &names {
+        let src = ctx.policies.source(name)?;
+        let mut started_before: Option<DateTime<Utc>> = None;
+        for repo in &src.destinations {
+            let lease = crate::scheduler::lease::newest_record(store(repo)?.as_ref(), name, ttl)
+                .await?
+                .filter(|l| l.expires_at > now);
+            if let Some(l) = lease {
+                // A margin for a clock stepped between taking the lease and the backup.
+                let bound = l.acquired_at - Duration::minutes(10);
+                started_before = Some(started_before.map_or(bound, |b| b.min(bound)));
+            }
+        }
+        let opts = crate::storage::CleanupOptions {
+            prefix: layout::source_prefix(name),
+            before: grace,
+            started_before,
+        };
+        for repo in &src.destinations {
+            plan.incomplete_uploads_removed += store(repo)?.cleanup_incomplete(&opts).await?;
+        }
     }
     Ok(plan)
 }

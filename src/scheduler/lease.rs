@@ -100,6 +100,15 @@ async fn newest(
     Ok(Some((generation, rec)))
 }
 
+/// The newest lease record of `source` in `store`, live or not (`None`: never leased).
+pub async fn newest_record(
+    store: &dyn Store,
+    source: &str,
+    ttl: Duration,
+) -> Result<Option<LeaseRecord>> {
+    Ok(newest(store, source, ttl).await?.map(|(_, rec)| rec))
+}
+
 impl Lease {
     /// Take the lease of `source` in `store` for `ttl`, or fail with
     /// [`ErrorKind::Locked`] naming the live holder.

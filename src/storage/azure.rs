@@ -17,8 +17,8 @@
 //! account key and SAS signature never appear in messages or logs.
 
 use super::{
-    MultipartUpload, ObjectMeta, Part, PutMode, PutOptions, StorageError, StorageResult, Store,
-    UploadReceipt,
+    CleanupOptions, MultipartUpload, ObjectMeta, Part, PutMode, PutOptions, StorageError,
+    StorageResult, Store, UploadReceipt,
 };
 use crate::error::{Error, Result};
 use crate::policy::{AzureConfig, Repository};
@@ -703,9 +703,10 @@ impl Store for AzureStore {
         }))
     }
 
-    async fn cleanup_incomplete(&self, _before: DateTime<Utc>) -> StorageResult<usize> {
+    async fn cleanup_incomplete(&self, _opts: &CleanupOptions) -> StorageResult<usize> {
         // Staged blocks that were never committed are invisible and Azure deletes them
-        // seven days after they were staged: there is nothing to list or remove.
+        // seven days after they were staged: there is nothing to list or remove, so no
+        // upload still running (this source's or another's) is ever cut short here.
         Ok(0)
     }
 }
@@ -786,9 +787,9 @@ impl MultipartUpload for AzureUpload {
         stage(&self.store.target, &self.key, &self.blob, &id, data, md5).await
     }
 
-    async fn complete(self: Box<Self>, parts: usize) -> StorageResult<UploadReceipt> {
+    async fn complete(&self, parts: usize) -> StorageResult<UploadReceipt> {
         let (sha256, md5) = {
-            let mut h = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
+            let h = self.hashes.lock().unwrap_or_else(|e| e.into_inner());
             if h.next != parts {
                 return Err(self.target().other(
                     &self.key,
@@ -799,9 +800,9 @@ impl MultipartUpload for AzureUpload {
                     false,
                 ));
             }
-            let h = std::mem::take(&mut *h);
-            let md5: [u8; 16] = h.md5.finalize().into();
-            (hex::encode(h.sha256.finalize()), md5)
+            // Hashed from a copy: a repeated complete needs them again.
+            let md5: [u8; 16] = h.md5.clone().finalize().into();
+            (hex::encode(h.sha256.clone().finalize()), md5)
         };
         let list = BlockLookupList {
             uncommitted: Some((0..parts).map(|i| block_id(&self.upload, i)).collect()),
@@ -826,14 +827,22 @@ impl MultipartUpload for AzureUpload {
                     return Err(self.store.already_exists(&self.key));
                 }
             }
-            Err(e) => return Err(self.target().error("complete", &self.key, e)),
+            Err(e) => {
+                // A commit repeated after its answer was lost finds its blocks
+                // committed, no longer uncommitted (InvalidBlockList): the blob carries
+                // this upload's id then, and is done.
+                let err = self.target().error("complete", &self.key, e);
+                if err.is_retryable() || !self.store.written_by(&self.key, &self.upload).await {
+                    return Err(err);
+                }
+            }
         }
         Ok(UploadReceipt {
             provider_checksum: Some(format!("md5:{}", B64.encode(md5))),
         })
     }
 
-    async fn abort(self: Box<Self>) -> StorageResult<()> {
+    async fn abort(&self) -> StorageResult<()> {
         // Staged blocks that are never committed stay invisible; Azure deletes them
         // after seven days.
         Ok(())

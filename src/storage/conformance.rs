@@ -1,8 +1,9 @@
 //! The behaviour every [`Store`] promises, as one suite that each backend's tests call
 //! (local here; S3 against moto and Azure against Azurite in their own tests).
 
-use super::{Part, PutOptions, Store};
+use super::{CleanupOptions, Part, PutOptions, Store, layout};
 use bytes::Bytes;
+use chrono::{Duration, Utc};
 use sha2::{Digest, Sha256};
 
 fn create() -> PutOptions {
@@ -130,6 +131,61 @@ pub async fn run(store: &dyn Store) {
             .unwrap_err()
             .is_not_found()
     );
+
+    // Cleaning up unfinished uploads removes only stale uploads of backups under the
+    // source's folder that started before the bound (a live lease's): another source's
+    // upload, a running one and a key lifeboat would not build are left alone, and can
+    // still be completed. A backend whose unfinished uploads cannot be listed (Azure)
+    // removes none.
+    let now = Utc::now();
+    let old_id = layout::new_backup_id(now - Duration::days(3));
+    let new_id = layout::new_backup_id(now);
+    let stale_key = k(&layout::data_key("c/app", &old_id));
+    let stale = store.put_multipart(&stale_key, &create()).await.unwrap();
+    stale
+        .put_part(part(0, 0, Bytes::from_static(b"stale")))
+        .await
+        .unwrap();
+    let mut kept = Vec::new();
+    for key in [
+        k(&layout::data_key("c/other", &old_id)),
+        k(&layout::data_key("c/app", &new_id)),
+        k("c/app/loose"),
+    ] {
+        let up = store.put_multipart(&key, &create()).await.unwrap();
+        up.put_part(part(0, 0, Bytes::from_static(b"kept")))
+            .await
+            .unwrap();
+        kept.push((key, up));
+    }
+    let removed = store
+        .cleanup_incomplete(&CleanupOptions {
+            prefix: k("c/app/"),
+            before: now + Duration::minutes(1),
+            started_before: Some(now - Duration::hours(1)),
+        })
+        .await
+        .unwrap();
+    assert!(
+        removed <= 1,
+        "cleanup removed {removed} uploads, 1 was stale"
+    );
+    for (key, up) in kept {
+        up.complete(1)
+            .await
+            .unwrap_or_else(|e| panic!("{key}: an upload cleanup must keep was cut: {e}"));
+        assert_eq!(&store.get(&key).await.unwrap()[..], b"kept");
+        store.delete(&key).await.unwrap();
+    }
+    if removed == 1 {
+        assert!(
+            stale.complete(1).await.is_err(),
+            "a removed upload could still complete"
+        );
+    } else {
+        stale.abort().await.unwrap();
+    }
+    assert!(store.head(&stale_key).await.unwrap_err().is_not_found());
 
     // Listing: committed objects under the prefix only, sorted.
     let keys: Vec<String> = store

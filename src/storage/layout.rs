@@ -81,6 +81,23 @@ pub fn parse_key(key: &str) -> Option<(&str, &str, &str)> {
     Some((s, id, obj))
 }
 
+/// The backup id of an object key under a source's `prefix` (`PREFIX<id>/<object>`);
+/// `None` for a key of any other shape.
+pub fn upload_backup_id<'a>(prefix: &str, key: &'a str) -> Option<&'a str> {
+    let (id, object) = key.strip_prefix(prefix)?.split_once('/')?;
+    (is_backup_id(id) && !object.is_empty() && !object.contains('/')).then_some(id)
+}
+
+/// The start time a backup id encodes (to the second).
+pub fn backup_id_time(id: &str) -> Option<DateTime<Utc>> {
+    if !is_backup_id(id) {
+        return None;
+    }
+    chrono::NaiveDateTime::parse_from_str(&id[..15], "%Y%m%dT%H%M%S")
+        .ok()
+        .map(|t| t.and_utc())
+}
+
 /// A new backup id: UTC start time to the second, then 4 random hex digits so that
 /// two runs in the same second never collide. Ids sort by time.
 pub fn new_backup_id(started: DateTime<Utc>) -> String {
@@ -125,5 +142,20 @@ mod tests {
         assert_eq!(parse_key(&k), Some(("app", id.as_str(), MANIFEST)));
         assert_eq!(parse_key("app/not-an-id/data"), None);
         assert_eq!(parse_key("app/x"), None);
+        assert_eq!(
+            backup_id_time(&id),
+            Some(Utc.with_ymd_and_hms(2026, 11, 22, 9, 30, 0).unwrap())
+        );
+    }
+
+    #[test]
+    fn upload_keys_name_their_backup_only_under_the_prefix() {
+        let id = "20261122T093000Z-3f9a";
+        assert_eq!(upload_backup_id("app/", &data_key("app", id)), Some(id));
+        assert_eq!(upload_backup_id("app/", &data_key("app2", id)), None);
+        assert_eq!(upload_backup_id("ap", &data_key("app", id)), None);
+        assert_eq!(upload_backup_id("app/", "app/not-an-id/data"), None);
+        assert_eq!(upload_backup_id("app/", &format!("app/{id}/x/data")), None);
+        assert_eq!(upload_backup_id("app/", &format!("app/{id}/")), None);
     }
 }

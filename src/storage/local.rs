@@ -7,8 +7,8 @@
 //! listings ignore and `cleanup_incomplete` removes.
 
 use super::{
-    MultipartUpload, ObjectMeta, Part, PutMode, PutOptions, StorageError, StorageResult, Store,
-    UploadReceipt,
+    CleanupOptions, MultipartUpload, ObjectMeta, Part, PutMode, PutOptions, StorageError,
+    StorageResult, Store, UploadReceipt,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -18,7 +18,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Prefix of in-flight temporary files; names starting with `.` are never listed.
 const TMP_PREFIX: &str = ".lifeboat-tmp-";
@@ -156,7 +156,14 @@ impl LocalStore {
         Ok(())
     }
 
-    fn walk_temps(&self, dir: &Path, out: &mut Vec<(PathBuf, DateTime<Utc>)>) -> io::Result<()> {
+    /// Temporary files under `dir` (whose key is `rel`), each with the key of the
+    /// object it was to become and its last write.
+    fn walk_temps(
+        &self,
+        dir: &Path,
+        rel: &str,
+        out: &mut Vec<(PathBuf, String, DateTime<Utc>)>,
+    ) -> io::Result<()> {
         let entries = match fs::read_dir(dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -165,12 +172,22 @@ impl LocalStore {
         for entry in entries {
             let entry = entry?;
             let meta = entry.metadata()?;
-            let name = entry.file_name();
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+                continue;
+            };
+            let key = |n: &str| {
+                if rel.is_empty() {
+                    n.to_string()
+                } else {
+                    format!("{rel}/{n}")
+                }
+            };
             if meta.is_dir() {
-                self.walk_temps(&entry.path(), out)?;
-            } else if name.to_str().is_some_and(|n| n.starts_with(TMP_PREFIX)) {
+                self.walk_temps(&entry.path(), &key(&name), out)?;
+            } else if let Some(object) = temp_target(&name) {
                 out.push((
                     entry.path(),
+                    key(object),
                     meta.modified()
                         .map(DateTime::<Utc>::from)
                         .unwrap_or_default(),
@@ -179,6 +196,12 @@ impl LocalStore {
         }
         Ok(())
     }
+}
+
+/// The object name a temporary file was to become (`.lifeboat-tmp-NAME-RANDOM`).
+fn temp_target(file_name: &str) -> Option<&str> {
+    let (object, random) = file_name.strip_prefix(TMP_PREFIX)?.rsplit_once('-')?;
+    (random.len() == 16 && random.bytes().all(|b| b.is_ascii_hexdigit())).then_some(object)
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -352,20 +375,30 @@ impl Store for LocalStore {
                 tmp,
                 file: Arc::new(file),
                 mode,
+                completed: Arc::default(),
             }) as Box<dyn MultipartUpload>)
         })
         .await
     }
 
-    async fn cleanup_incomplete(&self, before: DateTime<Utc>) -> StorageResult<usize> {
+    async fn cleanup_incomplete(&self, opts: &CleanupOptions) -> StorageResult<usize> {
         let this = self.clone();
+        let opts = opts.clone();
         blocking(move || {
+            // Walk only the folder the prefix names; the options judge each key.
+            let dir_part = opts.prefix.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
+            let start = if dir_part.is_empty() {
+                this.root.clone()
+            } else {
+                this.root.join(dir_part)
+            };
             let mut temps = Vec::new();
-            this.walk_temps(&this.root, &mut temps)
-                .map_err(|e| this.err("", e))?;
+            this.walk_temps(&start, dir_part, &mut temps)
+                .map_err(|e| this.err(&opts.prefix, e))?;
             let mut removed = 0;
-            for (path, modified) in temps {
-                if modified < before && fs::remove_file(&path).is_ok() {
+            for (path, key, modified) in temps {
+                // A file still being written has a fresh modification time.
+                if opts.removes(&key, modified) && fs::remove_file(&path).is_ok() {
                     removed += 1;
                 }
             }
@@ -382,6 +415,8 @@ struct LocalUpload {
     tmp: PathBuf,
     file: Arc<File>,
     mode: PutMode,
+    /// Set once the object is in place, so a repeated complete is answered as done.
+    completed: Arc<Mutex<bool>>,
 }
 
 #[async_trait]
@@ -397,20 +432,33 @@ impl MultipartUpload for LocalUpload {
         .await
     }
 
-    async fn complete(self: Box<Self>, _parts: usize) -> StorageResult<UploadReceipt> {
-        let LocalUpload {
-            store,
-            key,
-            dest,
-            tmp,
-            file,
-            mode,
-        } = *self;
-        blocking(move || store.commit(&key, &tmp, &file, &dest, mode)).await?;
+    async fn complete(&self, _parts: usize) -> StorageResult<UploadReceipt> {
+        let (store, key, dest, tmp, file, mode, completed) = (
+            self.store.clone(),
+            self.key.clone(),
+            self.dest.clone(),
+            self.tmp.clone(),
+            self.file.clone(),
+            self.mode,
+            self.completed.clone(),
+        );
+        blocking(move || {
+            let mut completed = completed.lock().unwrap_or_else(|e| e.into_inner());
+            if !*completed {
+                store.commit(&key, &tmp, &file, &dest, mode)?;
+                *completed = true;
+            }
+            Ok(())
+        })
+        .await?;
         Ok(UploadReceipt::default())
     }
 
-    async fn abort(self: Box<Self>) -> StorageResult<()> {
+    async fn abort(&self) -> StorageResult<()> {
+        if *self.completed.lock().unwrap_or_else(|e| e.into_inner()) {
+            // The temporary file is the object now (renamed) or gone (linked).
+            return Ok(());
+        }
         let (tmp, store, key) = (self.tmp.clone(), self.store.clone(), self.key.clone());
         blocking(move || match fs::remove_file(&tmp) {
             Ok(()) => Ok(()),

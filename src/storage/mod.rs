@@ -4,9 +4,16 @@
 //! Guarantees every backend keeps:
 //! - `put` is atomic: a reader sees the whole new object or none of it (never a prefix).
 //! - `put` with [`PutMode::Create`] succeeds only if the key is absent, atomically.
+//!   Through [`wrap::RetryStore`], a retried create-only put that meets an object
+//!   byte-equal to its own succeeds: the earlier attempt created it and its answer was
+//!   lost.
 //! - a multipart upload is invisible until `complete`; `abort` removes what was sent.
 //!   Dropping an upload without either may leave parts behind (S3 cannot clean up on
-//!   drop): callers always end with `complete` or `abort`, and prune removes stale ones.
+//!   drop): callers always end with `complete` or `abort`, and prune removes stale ones
+//!   of the source it prunes ([`Store::cleanup_incomplete`]).
+//! - `complete` may be called again after a retryable failure (its answer may have
+//!   been lost after the store did it): it then succeeds only when the object at the key
+//!   is the one this upload made.
 //! - `delete` of a missing key succeeds.
 //! - `list` returns committed objects only, sorted by key.
 //!
@@ -199,14 +206,53 @@ impl Part {
 /// Parts may be sent concurrently and in any order, and sending the same part again
 /// (same index, offset and bytes) is harmless: that is what makes retries and parallel
 /// uploads safe. A store refuses a part whose bytes do not match its SHA-256.
+///
+/// An upload ends with `complete` or `abort`. `complete` may be repeated after a
+/// retryable failure (an answer lost after the store did it): a repeat succeeds when the
+/// object at the key is this upload's, so a retry never reports a committed object as
+/// failed, nor accepts someone else's. After a failure that is not retryable the upload
+/// is already aborted; `abort` after anything is harmless.
 #[async_trait]
 pub trait MultipartUpload: Send + Sync {
     /// Send one part.
     async fn put_part(&self, part: Part) -> StorageResult<()>;
     /// Make the object of parts `0..parts` visible, atomically.
-    async fn complete(self: Box<Self>, parts: usize) -> StorageResult<UploadReceipt>;
+    async fn complete(&self, parts: usize) -> StorageResult<UploadReceipt>;
     /// Discard everything sent.
-    async fn abort(self: Box<Self>) -> StorageResult<()>;
+    async fn abort(&self) -> StorageResult<()>;
+}
+
+/// Which unfinished uploads [`Store::cleanup_incomplete`] removes: only uploads to a
+/// backup's object under `prefix` (`PREFIX<backup-id>/<object>`, as [`layout`] builds
+/// them), started before `before` and, with `started_before`, of a backup whose id says
+/// it started before that. Any other upload (another source's, another tool's, one
+/// whose key lifeboat would not build) is left alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CleanupOptions {
+    /// The source's folder ([`layout::source_prefix`]).
+    pub prefix: String,
+    /// Uploads started (by the store's clock) at or after this are kept.
+    pub before: DateTime<Utc>,
+    /// Uploads of backups whose id time is at or after this are kept (a live lease was
+    /// taken before then: its run may still be uploading, however long ago it began).
+    pub started_before: Option<DateTime<Utc>>,
+}
+
+impl CleanupOptions {
+    /// Whether an unfinished upload to `key`, started at `initiated`, is to be removed.
+    pub fn removes(&self, key: &str, initiated: DateTime<Utc>) -> bool {
+        let Some(id) = layout::upload_backup_id(&self.prefix, key) else {
+            return false;
+        };
+        if initiated >= self.before {
+            return false;
+        }
+        match self.started_before {
+            None => true,
+            // An id that does not parse as a time is not ours to judge.
+            Some(bound) => layout::backup_id_time(id).is_some_and(|t| t < bound),
+        }
+    }
 }
 
 /// An object store.
@@ -232,9 +278,9 @@ pub trait Store: Send + Sync + fmt::Debug {
         key: &str,
         opts: &PutOptions,
     ) -> StorageResult<Box<dyn MultipartUpload>>;
-    /// Uploads started but neither completed nor aborted, older than `before`
-    /// (crash leftovers). Returns how many were removed.
-    async fn cleanup_incomplete(&self, before: DateTime<Utc>) -> StorageResult<usize>;
+    /// Remove uploads started but neither completed nor aborted (crash leftovers) that
+    /// `opts` selects, and nothing else. Returns how many were removed.
+    async fn cleanup_incomplete(&self, opts: &CleanupOptions) -> StorageResult<usize>;
     /// Checks of the backend's own configuration for `lifeboat doctor` (object lock,
     /// versioning), changing nothing.
     async fn backend_checks(&self) -> Vec<Check> {

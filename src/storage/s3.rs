@@ -6,6 +6,10 @@
 //!   S3 refuses a part damaged in transit; the completed object's composite checksum is
 //!   returned for the manifest.
 //! - Create-only puts and completes use `If-None-Match: *`.
+//! - A complete repeated after a retryable failure (its answer lost) is accepted when
+//!   S3 says it is done, or when S3 no longer knows the upload (NoSuchUpload) or refuses
+//!   the create (the object exists) and HEAD shows this upload's object: the size of its
+//!   parts and the composite checksum of their SHA-256s.
 //! - With object lock configured, every object gets the backup's retain-until date:
 //!   set on the put, and set again with PutObjectRetention after a multipart complete
 //!   (some S3-compatible stores ignore lock headers on multipart uploads).
@@ -13,8 +17,8 @@
 //!   the same way.
 
 use super::{
-    Check, CheckStatus, MultipartUpload, ObjectMeta, Part, PutMode, PutOptions, StorageError,
-    StorageResult, Store, UploadReceipt,
+    Check, CheckStatus, CleanupOptions, MultipartUpload, ObjectMeta, Part, PutMode, PutOptions,
+    StorageError, StorageResult, Store, UploadReceipt,
 };
 use crate::error::{Error, Result};
 use crate::policy::{LockMode, Repository, S3Config, Sse};
@@ -35,6 +39,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -430,6 +435,7 @@ impl Store for S3Store {
             upload_id,
             parts: Mutex::new(BTreeMap::new()),
             opts: opts.clone(),
+            unsure: AtomicBool::new(false),
         }))
     }
 
@@ -474,9 +480,11 @@ impl Store for S3Store {
         checks
     }
 
-    async fn cleanup_incomplete(&self, before: DateTime<Utc>) -> StorageResult<usize> {
+    async fn cleanup_incomplete(&self, opts: &CleanupOptions) -> StorageResult<usize> {
         let s = &self.inner;
-        let prefix = s.full("");
+        // Only the source's own folder is listed: another source's uploads, and other
+        // tools' elsewhere in the bucket, are never seen, let alone aborted.
+        let prefix = s.full(&opts.prefix);
         let mut removed = 0;
         let mut key_marker: Option<String> = None;
         let mut id_marker: Option<String> = None;
@@ -490,21 +498,30 @@ impl Store for S3Store {
                 .set_upload_id_marker(id_marker.clone())
                 .send()
                 .await
-                .map_err(|e| s.err(&prefix, e))?;
+                .map_err(|e| s.err(&opts.prefix, e))?;
             for up in out.uploads() {
                 let (Some(key), Some(id)) = (up.key(), up.upload_id()) else {
                     continue;
                 };
-                if chrono_time(up.initiated()) < before {
-                    s.client
-                        .abort_multipart_upload()
-                        .bucket(&s.cfg.bucket)
-                        .key(key)
-                        .upload_id(id)
-                        .send()
-                        .await
-                        .map_err(|e| s.err(key, e))?;
-                    removed += 1;
+                let Some(rel) = s.relative(key) else { continue };
+                if !opts.removes(rel, chrono_time(up.initiated())) {
+                    continue;
+                }
+                match s
+                    .client
+                    .abort_multipart_upload()
+                    .bucket(&s.cfg.bucket)
+                    .key(key)
+                    .upload_id(id)
+                    .send()
+                    .await
+                {
+                    Ok(_) => removed += 1,
+                    Err(e) => match s.err(rel, e) {
+                        // Completed or aborted since the listing.
+                        StorageError::NotFound { .. } => {}
+                        other => return Err(other),
+                    },
                 }
             }
             if out.is_truncated() != Some(true) {
@@ -524,11 +541,71 @@ struct S3Upload {
     store: Arc<Inner>,
     key: String,
     upload_id: String,
-    parts: Mutex<BTreeMap<usize, CompletedPart>>,
+    /// Each sent part, and its size.
+    parts: Mutex<BTreeMap<usize, (CompletedPart, u64)>>,
     opts: PutOptions,
+    /// Set when a complete failed without telling whether S3 did it.
+    unsure: AtomicBool,
 }
 
 impl S3Upload {
+    /// Size and composite checksum of the object at the key, from HEAD.
+    async fn head_checksum(&self) -> StorageResult<(u64, Option<String>)> {
+        let s = &self.store;
+        let out = s
+            .client
+            .head_object()
+            .bucket(&s.cfg.bucket)
+            .key(s.full(&self.key))
+            .checksum_mode(ChecksumMode::Enabled)
+            .send()
+            .await
+            .map_err(|e| s.err(&self.key, e))?;
+        Ok((
+            out.content_length().unwrap_or(0).max(0) as u64,
+            out.checksum_sha256().map(str::to_string),
+        ))
+    }
+
+    /// After a complete whose answer was lost, S3 answered a repeat with `refused`
+    /// (NoSuchUpload, or the create's precondition): the object at the key is this
+    /// upload's when it has the parts' size and composite checksum. Its checksum is
+    /// returned; anything else is `refused`, as S3 said.
+    async fn ours(
+        &self,
+        expected: &Option<String>,
+        size: u64,
+        refused: StorageError,
+    ) -> StorageResult<String> {
+        let (found_size, found) = match self.head_checksum().await {
+            Ok(head) => head,
+            Err(StorageError::NotFound { .. }) => return Err(refused),
+            Err(e) => return Err(e),
+        };
+        if found_size != size {
+            return Err(refused);
+        }
+        let (Some(expected), Some(found)) = (expected, found) else {
+            return Err(self.store.other(
+                &self.key,
+                format!(
+                    "a complete whose answer was lost was repeated and refused ({refused}); \
+                     the object there carries no composite checksum to tell whether it is \
+                     this upload's, so the upload counts as failed"
+                ),
+                false,
+            ));
+        };
+        // S3 writes the part count after the digest; moto leaves it out.
+        let digest = found.split_once('-').map_or(found.as_str(), |(d, _)| d);
+        if digest == expected {
+            tracing::warn!(repository = %self.store.name, key = %self.key, "multipart complete: an earlier attempt's answer was lost, and the object it made is there; done");
+            Ok(found)
+        } else {
+            Err(refused)
+        }
+    }
+
     async fn abort_upload(&self) -> StorageResult<()> {
         let s = &self.store;
         match s
@@ -566,6 +643,7 @@ impl MultipartUpload for S3Upload {
                 )
             })?;
         let checksum = b64(&part.sha256);
+        let size = part.data.len() as u64;
         let out = s
             .client
             .upload_part()
@@ -586,15 +664,17 @@ impl MultipartUpload for S3Upload {
         self.parts
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(part.index, done);
+            .insert(part.index, (done, size));
         Ok(())
     }
 
-    async fn complete(self: Box<Self>, parts: usize) -> StorageResult<UploadReceipt> {
+    async fn complete(&self, parts: usize) -> StorageResult<UploadReceipt> {
         let s = self.store.clone();
-        let done: Vec<CompletedPart> = {
+        let (done, size): (Vec<CompletedPart>, u64) = {
             let map = self.parts.lock().unwrap_or_else(|e| e.into_inner());
-            (0..parts).filter_map(|i| map.get(&i).cloned()).collect()
+            let sent: Vec<_> = (0..parts).filter_map(|i| map.get(&i).cloned()).collect();
+            let size = sent.iter().map(|(_, n)| n).sum();
+            (sent.into_iter().map(|(p, _)| p).collect(), size)
         };
         if done.len() != parts {
             let _ = self.abort_upload().await;
@@ -607,6 +687,7 @@ impl MultipartUpload for S3Upload {
                 false,
             ));
         }
+        let expected = composite_checksum(&done);
         let mut req = s
             .client
             .complete_multipart_upload()
@@ -621,39 +702,57 @@ impl MultipartUpload for S3Upload {
         if self.opts.mode == PutMode::Create {
             req = req.if_none_match("*");
         }
-        let out = match req.send().await {
-            Ok(out) => out,
-            Err(e) => {
-                let err = s.err(&self.key, e);
-                let _ = self.abort_upload().await;
-                return Err(err);
-            }
+        let checksum = match req.send().await {
+            Ok(out) => out.checksum_sha256().map(str::to_string),
+            Err(e) => match s.err(&self.key, e) {
+                // An earlier complete may have done it and lost its answer: S3 then
+                // has no such upload any more, or refuses the create over the object
+                // that complete made. Only this upload's object is accepted.
+                err @ (StorageError::NotFound { .. } | StorageError::AlreadyExists { .. })
+                    if self.unsure.load(Ordering::SeqCst) =>
+                {
+                    Some(self.ours(&expected, size, err).await?)
+                }
+                err if err.is_retryable() => {
+                    // Left open for the retry, which the caller aborts if it gives up.
+                    self.unsure.store(true, Ordering::SeqCst);
+                    return Err(err);
+                }
+                err => {
+                    let _ = self.abort_upload().await;
+                    return Err(err);
+                }
+            },
         };
         if let Some(until) = self.opts.retain_until {
             s.set_retention(&self.key, until).await?;
         }
         // Some S3-compatible stores leave the checksum out of the complete response;
         // HEAD has it, and confirms the object is there.
-        let checksum = match out.checksum_sha256() {
-            Some(c) => Some(c.to_string()),
-            None => s
-                .client
-                .head_object()
-                .bucket(&s.cfg.bucket)
-                .key(s.full(&self.key))
-                .checksum_mode(ChecksumMode::Enabled)
-                .send()
-                .await
-                .map_err(|e| s.err(&self.key, e))?
-                .checksum_sha256()
-                .map(str::to_string),
+        let checksum = match checksum {
+            Some(c) => Some(c),
+            None => self.head_checksum().await?.1,
         };
         Ok(UploadReceipt {
             provider_checksum: checksum.map(|c| format!("s3-composite-sha256:{c}")),
         })
     }
 
-    async fn abort(self: Box<Self>) -> StorageResult<()> {
+    async fn abort(&self) -> StorageResult<()> {
         self.abort_upload().await
     }
+}
+
+/// The composite checksum S3 gives an object completed from `parts`: the SHA-256 of
+/// their SHA-256s, base64 (S3 appends `-N`, the part count; moto does not).
+fn composite_checksum(parts: &[CompletedPart]) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        let digest = base64::engine::general_purpose::STANDARD
+            .decode(p.checksum_sha256()?)
+            .ok()?;
+        h.update(digest);
+    }
+    Some(b64(&h.finalize()))
 }

@@ -4,13 +4,14 @@
 //! (reads pass through, writes and deletes are recorded and not done).
 
 use super::{
-    Check, MultipartUpload, ObjectMeta, Part, PutOptions, StorageResult, Store, UploadReceipt,
+    Check, CleanupOptions, MultipartUpload, ObjectMeta, Part, PutMode, PutOptions, StorageError,
+    StorageResult, Store, UploadReceipt,
 };
 use async_trait::async_trait;
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -74,10 +75,19 @@ impl RetryPolicy {
     }
 }
 
-/// Retries transient failures of every call, and of every part of an upload.
+/// Retries transient failures of every call, of every part of an upload, and of its
+/// `complete`.
 ///
-/// `complete` is not retried: if its answer is lost, a second complete cannot tell
-/// whether the first one happened. The backup then fails and is never committed.
+/// A retry cannot know whether the attempt before it happened (its answer may have
+/// been lost after the store did it), which matters for writes that must not happen
+/// twice:
+/// - a create-only put that meets an existing object after an unsure attempt reads it
+///   back and succeeds when it is byte-equal to what it puts: the earlier attempt made
+///   it. A manifest or lease object holds a backup id or a holder id, so another
+///   writer's is never byte-equal;
+/// - a repeated `complete` is answered by the backend, which checks that the object is
+///   this upload's (see [`MultipartUpload`]). When retries run out the upload is
+///   aborted, so nothing is left behind.
 #[derive(Debug)]
 pub struct RetryStore {
     inner: Arc<dyn Store>,
@@ -89,6 +99,33 @@ impl RetryStore {
     pub fn new(inner: Arc<dyn Store>, policy: RetryPolicy) -> Self {
         RetryStore { inner, policy }
     }
+
+    /// A retried create-only put of `data` found `key` present: success when the object
+    /// there is byte-equal to `data`, else `exists` (the AlreadyExists it met).
+    async fn created_by_us(
+        &self,
+        key: &str,
+        data: &Bytes,
+        exists: StorageResult<()>,
+    ) -> StorageResult<()> {
+        let stored = self
+            .policy
+            .run(self.name(), "get", key, || self.inner.get(key))
+            .await;
+        match stored {
+            Ok(stored) if stored == *data => {
+                warn!(
+                    repository = self.name(),
+                    key,
+                    "create-only put: an earlier attempt's answer was lost, and the object it made is there; done"
+                );
+                Ok(())
+            }
+            // Someone else's object, or gone again: the create did not win.
+            Ok(_) | Err(StorageError::NotFound { .. }) => exists,
+            Err(e) => Err(e),
+        }
+    }
 }
 
 #[async_trait]
@@ -97,11 +134,26 @@ impl Store for RetryStore {
         self.inner.name()
     }
     async fn put(&self, key: &str, data: Bytes, opts: &PutOptions) -> StorageResult<()> {
-        self.policy
-            .run(self.name(), "put", key, || {
-                self.inner.put(key, data.clone(), opts)
+        // Set once an attempt failed without telling whether it was done.
+        let unsure = AtomicBool::new(false);
+        let result = self
+            .policy
+            .run(self.name(), "put", key, || async {
+                let r = self.inner.put(key, data.clone(), opts).await;
+                if r.as_ref().is_err_and(StorageError::is_retryable) {
+                    unsure.store(true, Ordering::SeqCst);
+                }
+                r
             })
-            .await
+            .await;
+        match result {
+            Err(StorageError::AlreadyExists { .. })
+                if opts.mode == PutMode::Create && unsure.load(Ordering::SeqCst) =>
+            {
+                self.created_by_us(key, &data, result).await
+            }
+            other => other,
+        }
     }
     async fn get(&self, key: &str) -> StorageResult<Bytes> {
         self.policy
@@ -148,10 +200,10 @@ impl Store for RetryStore {
             key: key.to_string(),
         }))
     }
-    async fn cleanup_incomplete(&self, before: DateTime<Utc>) -> StorageResult<usize> {
+    async fn cleanup_incomplete(&self, opts: &CleanupOptions) -> StorageResult<usize> {
         self.policy
-            .run(self.name(), "cleanup_incomplete", "", || {
-                self.inner.cleanup_incomplete(before)
+            .run(self.name(), "cleanup_incomplete", &opts.prefix, || {
+                self.inner.cleanup_incomplete(opts)
             })
             .await
     }
@@ -177,10 +229,26 @@ impl MultipartUpload for RetryUpload {
             })
             .await
     }
-    async fn complete(self: Box<Self>, parts: usize) -> StorageResult<UploadReceipt> {
-        self.inner.complete(parts).await
+    async fn complete(&self, parts: usize) -> StorageResult<UploadReceipt> {
+        // A repeated complete is safe by contract: the backend accepts it only for the
+        // object this upload made.
+        let result = self
+            .policy
+            .run(&self.repo, "complete", &self.key, || {
+                self.inner.complete(parts)
+            })
+            .await;
+        if let Err(e) = &result
+            && e.is_retryable()
+        {
+            // Retries ran out with the outcome unknown: nothing may stay open. An abort
+            // after a complete that did happen removes nothing; the object then has no
+            // manifest, and prune removes it as an incomplete backup.
+            let _ = self.inner.abort().await;
+        }
+        result
     }
-    async fn abort(self: Box<Self>) -> StorageResult<()> {
+    async fn abort(&self) -> StorageResult<()> {
         self.inner.abort().await
     }
 }
@@ -243,8 +311,8 @@ impl Store for LimitStore {
             permits: self.permits.clone(),
         }))
     }
-    async fn cleanup_incomplete(&self, before: DateTime<Utc>) -> StorageResult<usize> {
-        limited!(self, self.inner.cleanup_incomplete(before))
+    async fn cleanup_incomplete(&self, opts: &CleanupOptions) -> StorageResult<usize> {
+        limited!(self, self.inner.cleanup_incomplete(opts))
     }
     async fn backend_checks(&self) -> Vec<Check> {
         self.inner.backend_checks().await
@@ -261,23 +329,11 @@ impl MultipartUpload for LimitUpload {
     async fn put_part(&self, part: Part) -> StorageResult<()> {
         limited!(self, self.inner.put_part(part))
     }
-    async fn complete(self: Box<Self>, parts: usize) -> StorageResult<UploadReceipt> {
-        let _permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("never closed");
-        self.inner.complete(parts).await
+    async fn complete(&self, parts: usize) -> StorageResult<UploadReceipt> {
+        limited!(self, self.inner.complete(parts))
     }
-    async fn abort(self: Box<Self>) -> StorageResult<()> {
-        let _permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("never closed");
-        self.inner.abort().await
+    async fn abort(&self) -> StorageResult<()> {
+        limited!(self, self.inner.abort())
     }
 }
 
@@ -347,8 +403,8 @@ impl Store for DryRunStore {
         self.skip("upload", key);
         Ok(Box::new(DiscardUpload))
     }
-    async fn cleanup_incomplete(&self, _before: DateTime<Utc>) -> StorageResult<usize> {
-        self.skip("cleanup_incomplete", "");
+    async fn cleanup_incomplete(&self, opts: &CleanupOptions) -> StorageResult<usize> {
+        self.skip("cleanup_incomplete", &opts.prefix);
         Ok(0)
     }
     async fn backend_checks(&self) -> Vec<Check> {
@@ -363,10 +419,10 @@ impl MultipartUpload for DiscardUpload {
     async fn put_part(&self, _part: Part) -> StorageResult<()> {
         Ok(())
     }
-    async fn complete(self: Box<Self>, _parts: usize) -> StorageResult<UploadReceipt> {
+    async fn complete(&self, _parts: usize) -> StorageResult<UploadReceipt> {
         Ok(UploadReceipt::default())
     }
-    async fn abort(self: Box<Self>) -> StorageResult<()> {
+    async fn abort(&self) -> StorageResult<()> {
         Ok(())
     }
 }
@@ -427,8 +483,8 @@ mod tests {
         ) -> StorageResult<Box<dyn MultipartUpload>> {
             self.inner.put_multipart(k, o).await
         }
-        async fn cleanup_incomplete(&self, b: DateTime<Utc>) -> StorageResult<usize> {
-            self.inner.cleanup_incomplete(b).await
+        async fn cleanup_incomplete(&self, o: &CleanupOptions) -> StorageResult<usize> {
+            self.inner.cleanup_incomplete(o).await
         }
     }
 
@@ -476,6 +532,165 @@ mod tests {
         let store = RetryStore::new(f.clone(), FAST);
         assert!(store.get("a/b").await.is_err());
         assert_eq!(f.calls.load(Ordering::SeqCst), 1);
+    }
+
+    /// A store that loses the answer of `lost` puts (and upload completes): after doing
+    /// them when `acted` (a reset after the server acted), before otherwise (a reset
+    /// before the request arrived).
+    #[derive(Debug)]
+    struct LostAnswers {
+        inner: Arc<LocalStore>,
+        lost: Arc<AtomicU32>,
+        acted: bool,
+    }
+
+    fn lost_answer(key: &str) -> StorageError {
+        StorageError::Other {
+            repo: "lossy".into(),
+            key: key.into(),
+            message: "connection reset before the answer".into(),
+            retryable: true,
+        }
+    }
+
+    fn take(lost: &AtomicU32) -> bool {
+        lost.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+
+    #[async_trait]
+    impl Store for LostAnswers {
+        fn name(&self) -> &str {
+            "lossy"
+        }
+        async fn put(&self, k: &str, d: Bytes, o: &PutOptions) -> StorageResult<()> {
+            if !self.acted && take(&self.lost) {
+                return Err(lost_answer(k));
+            }
+            self.inner.put(k, d, o).await?;
+            if self.acted && take(&self.lost) {
+                return Err(lost_answer(k));
+            }
+            Ok(())
+        }
+        async fn get(&self, k: &str) -> StorageResult<Bytes> {
+            self.inner.get(k).await
+        }
+        async fn get_range(&self, k: &str, r: Range<u64>) -> StorageResult<Bytes> {
+            self.inner.get_range(k, r).await
+        }
+        async fn head(&self, k: &str) -> StorageResult<ObjectMeta> {
+            self.inner.head(k).await
+        }
+        async fn list(&self, p: &str) -> StorageResult<Vec<ObjectMeta>> {
+            self.inner.list(p).await
+        }
+        async fn delete(&self, k: &str) -> StorageResult<()> {
+            self.inner.delete(k).await
+        }
+        async fn put_multipart(
+            &self,
+            k: &str,
+            o: &PutOptions,
+        ) -> StorageResult<Box<dyn MultipartUpload>> {
+            Ok(Box::new(LostCompletes {
+                inner: self.inner.put_multipart(k, o).await?,
+                key: k.to_string(),
+                lost: self.lost.clone(),
+            }))
+        }
+        async fn cleanup_incomplete(&self, o: &CleanupOptions) -> StorageResult<usize> {
+            self.inner.cleanup_incomplete(o).await
+        }
+    }
+
+    struct LostCompletes {
+        inner: Box<dyn MultipartUpload>,
+        key: String,
+        lost: Arc<AtomicU32>,
+    }
+
+    #[async_trait]
+    impl MultipartUpload for LostCompletes {
+        async fn put_part(&self, part: Part) -> StorageResult<()> {
+            self.inner.put_part(part).await
+        }
+        async fn complete(&self, parts: usize) -> StorageResult<UploadReceipt> {
+            let receipt = self.inner.complete(parts).await?;
+            if take(&self.lost) {
+                return Err(lost_answer(&self.key));
+            }
+            Ok(receipt)
+        }
+        async fn abort(&self) -> StorageResult<()> {
+            self.inner.abort().await
+        }
+    }
+
+    fn lossy(dir: &std::path::Path, lost: u32, acted: bool) -> RetryStore {
+        RetryStore::new(
+            Arc::new(LostAnswers {
+                inner: Arc::new(LocalStore::new("lossy".into(), dir.to_path_buf())),
+                lost: Arc::new(AtomicU32::new(lost)),
+                acted,
+            }),
+            FAST,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_create_only_put_whose_answer_was_lost_is_ours_on_retry() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = lossy(dir.path(), 2, true);
+        let body = Bytes::from_static(b"{\"backup-id\": \"ours\"}");
+        store
+            .put("s/id/manifest.json", body.clone(), &PutOptions::create())
+            .await
+            .expect("the object the first attempt made is ours");
+        assert_eq!(store.get("s/id/manifest.json").await.unwrap(), body);
+    }
+
+    #[tokio::test]
+    async fn a_retried_create_only_put_never_takes_someone_elses_object() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = lossy(dir.path(), 1, false);
+        LocalStore::new("lossy".into(), dir.path().to_path_buf())
+            .put(
+                "_leases/s/1",
+                Bytes::from_static(b"holder b"),
+                &PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        // Our first attempt is lost on the way; the retry meets the other holder's.
+        let err = store
+            .put(
+                "_leases/s/1",
+                Bytes::from_static(b"holder a"),
+                &PutOptions::create(),
+            )
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StorageError::AlreadyExists { .. }),
+            "another holder's lease was taken for ours: {err}"
+        );
+        assert_eq!(&store.get("_leases/s/1").await.unwrap()[..], b"holder b");
+    }
+
+    #[tokio::test]
+    async fn a_multipart_complete_whose_answer_was_lost_is_retried_and_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = lossy(dir.path(), 2, true);
+        let up = store
+            .put_multipart("s/id/data", &PutOptions::create())
+            .await
+            .unwrap();
+        up.put_part(Part::new(0, 0, Bytes::from_static(b"payload")))
+            .await
+            .unwrap();
+        up.complete(1).await.expect("the completed object is ours");
+        assert_eq!(&store.get("s/id/data").await.unwrap()[..], b"payload");
     }
 
     #[test]

@@ -5,6 +5,14 @@
 //!   the peer (a request body cut in the middle);
 //! - `Status503(k)`: answer the next k requests with `503 Service Unavailable` itself;
 //! - `Stall`: accept and read, never answer.
+//! - `LoseResponse(m)`: the next `m.times` requests that `m` matches reach the peer
+//!   whole, are done there, and their connection closes before the answer comes back
+//!   (the peer did it; the client cannot know);
+//! - `Reset(m)`: the next `m.times` requests that `m` matches are never forwarded:
+//!   their connection closes at once (the peer never saw them).
+//!
+//! Matching requests are looked for on every connection, kept-alive ones included, so
+//! a mode set while a client holds pooled connections applies to its next request.
 // Shared by several test crates, each of which uses a part.
 #![allow(dead_code)]
 
@@ -18,6 +26,68 @@ pub enum Mode {
     CutAfter(usize),
     Status503(usize),
     Stall,
+    LoseResponse(Request),
+    Reset(Request),
+}
+
+/// Which requests a fault applies to, and to how many more of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Request {
+    /// The HTTP method (`PUT`, `POST`).
+    pub method: &'static str,
+    /// A part of the request target (`manifest.json`, `uploadId=`).
+    pub target_contains: &'static str,
+    /// How many matching requests are hit; the proxy passes everything afterwards.
+    pub times: usize,
+}
+
+impl Request {
+    pub fn new(method: &'static str, target_contains: &'static str, times: usize) -> Request {
+        Request {
+            method,
+            target_contains,
+            times,
+        }
+    }
+
+    /// Whether `chunk`, the first bytes of a request, starts with a matching request line.
+    fn matches(&self, chunk: &[u8]) -> bool {
+        let head = &chunk[..chunk.len().min(4096)];
+        let line = match head.windows(2).position(|w| w == b"\r\n") {
+            Some(end) => &head[..end],
+            None => head,
+        };
+        let line = String::from_utf8_lossy(line);
+        let mut words = line.split(' ');
+        words.next() == Some(self.method)
+            && words
+                .next()
+                .is_some_and(|target| target.contains(self.target_contains))
+    }
+}
+
+/// What to do with a request the client is sending on a forwarded connection.
+enum Fault {
+    None,
+    LoseResponse,
+    Reset,
+}
+
+/// Look `chunk` up against the current mode; a hit uses up one of its `times`.
+fn fault_for(mode: &Mutex<Mode>, chunk: &[u8]) -> Fault {
+    let mut m = mode.lock().unwrap();
+    let (req, fault) = match *m {
+        Mode::LoseResponse(r) if r.matches(chunk) => (r, Fault::LoseResponse),
+        Mode::Reset(r) if r.matches(chunk) => (r, Fault::Reset),
+        _ => return Fault::None,
+    };
+    let left = req.times.saturating_sub(1);
+    *m = match (left, &fault) {
+        (0, _) => Mode::Pass,
+        (times, Fault::LoseResponse) => Mode::LoseResponse(Request { times, ..req }),
+        (times, _) => Mode::Reset(Request { times, ..req }),
+    };
+    fault
 }
 
 pub struct Proxy {
@@ -73,6 +143,12 @@ impl Proxy {
     pub fn set(&self, mode: Mode) {
         *self.mode.lock().unwrap() = mode;
     }
+
+    /// The mode now: a counted fault that has been used up reads `Pass`, which is how a
+    /// test knows its fault really happened.
+    pub fn mode(&self) -> Mode {
+        *self.mode.lock().unwrap()
+    }
 }
 
 impl Drop for Proxy {
@@ -121,7 +197,7 @@ async fn serve(
             while client.read(&mut buf).await? > 0 {}
             Ok(())
         }
-        Mode::Pass | Mode::CutAfter(_) => {
+        Mode::Pass | Mode::CutAfter(_) | Mode::LoseResponse(_) | Mode::Reset(_) => {
             let server = TcpStream::connect(upstream).await?;
             let (mut cr, mut cw) = client.into_split();
             let (mut sr, mut sw) = server.into_split();
@@ -129,6 +205,10 @@ async fn serve(
                 Mode::CutAfter(n) => Some(n),
                 _ => None,
             };
+            // Set by the upstream direction when a request's answer is to be lost; the
+            // flag is set before the request is forwarded, so the answer cannot pass.
+            let lose = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let lose_up = lose.clone();
             let up = async move {
                 let mut buf = vec![0u8; 64 * 1024];
                 let mut sent = 0usize;
@@ -137,6 +217,13 @@ async fn serve(
                     if n == 0 {
                         sw.shutdown().await?;
                         return Ok::<_, std::io::Error>(());
+                    }
+                    match fault_for(&mode, &buf[..n]) {
+                        Fault::None => {}
+                        Fault::Reset => return Err(std::io::Error::other("reset")),
+                        Fault::LoseResponse => {
+                            lose_up.store(true, std::sync::atomic::Ordering::SeqCst)
+                        }
                     }
                     if let Some(limit) = limit
                         && sent + n > limit
@@ -151,8 +238,18 @@ async fn serve(
                 }
             };
             let down = async move {
-                tokio::io::copy(&mut sr, &mut cw).await?;
-                cw.shutdown().await
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    let n = sr.read(&mut buf).await?;
+                    if n == 0 {
+                        return cw.shutdown().await;
+                    }
+                    if lose.load(std::sync::atomic::Ordering::SeqCst) {
+                        // The peer answered: the answer is dropped with the connection.
+                        return Err(std::io::Error::other("answer lost"));
+                    }
+                    cw.write_all(&buf[..n]).await?;
+                }
             };
             tokio::select! {
                 r = up => r,
