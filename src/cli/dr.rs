@@ -10,6 +10,7 @@ use lifeboat::dr::plan::{self, Plan};
 use lifeboat::dr::report::DrReport;
 use lifeboat::dr::runner::{self, DryRunReport, RunOptions};
 use lifeboat::policy::PolicySet;
+use lifeboat::policy::units::format_duration_precise;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::sync::Arc;
@@ -63,6 +64,12 @@ pub enum DrCommand {
     Rollback {
         /// Run id
         run: String,
+        /// Confirm: the targets the run created are deleted, with everything written to them since
+        #[arg(long)]
+        yes: bool,
+        /// Show what would be deleted and undone; change nothing
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -151,14 +158,52 @@ pub async fn run(g: &Global, cmd: DrCommand) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        DrCommand::Rollback { run } => {
+        DrCommand::Rollback { run, yes, dry_run } => {
             let ctx = Arc::new(g.context().await?);
+            // Shown before anything happens: after a failback, the targets the run created
+            // hold everything written since the failover.
+            let undos = lifeboat::dr::undo::preview(&ctx, &run)?;
+            if dry_run {
+                print_undos(g, &run, &undos);
+                return Ok(0);
+            }
+            if !yes {
+                let list = if undos.is_empty() {
+                    "nothing to undo".to_string()
+                } else {
+                    undos
+                        .iter()
+                        .map(|u| format!("{}: {}", u.step, u.what))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                };
+                return Err(Error::bad_input(format!(
+                    "rollback of run {run} would: {list}; pass --yes to do it (--dry-run lists it without asking)"
+                ))
+                .into());
+            }
             let (report, failures) = runner::rollback(ctx, &run, live(g)).await?;
             print_report(g, &report);
             // The run's own verdict says how the run went; this command says whether
             // everything was undone.
             Ok(if failures == 0 { 0 } else { 1 })
         }
+    }
+}
+
+fn print_undos(g: &Global, run: &str, undos: &[lifeboat::dr::undo::Undo]) {
+    if g.json {
+        super::commands::print_json(
+            &serde_json::json!({"run-id": run, "dry-run": true, "undo": undos}),
+        );
+        return;
+    }
+    println!("rollback of run {run} (dry run: nothing is changed), newest first:");
+    if undos.is_empty() {
+        println!("  nothing to undo");
+    }
+    for u in undos {
+        println!("  {:<20} {}", u.step, u.what);
     }
 }
 
@@ -224,6 +269,64 @@ fn print_dry_run(g: &Global, r: &DryRunReport) {
                     .unwrap_or_default()
             ),
             "approval" => format!("wait for approval: {}", e.note.as_deref().unwrap_or("")),
+            "helm" => format!(
+                "run `{}` ({}){}",
+                e.argv.as_deref().unwrap_or_default().join(" "),
+                e.note.as_deref().unwrap_or(""),
+                e.undo
+                    .as_deref()
+                    .map(|u| format!(" (undo: `{}`)", u.join(" ")))
+                    .unwrap_or_default()
+            ),
+            "rds_restore" => match &e.rds {
+                Some(r) => format!(
+                    "restore snapshot {}{}{} in {} into new DB instance {}{}",
+                    r.snapshot,
+                    r.snapshot_time
+                        .map(|t| format!(" (taken {})", self::t(t)))
+                        .unwrap_or_default(),
+                    r.source_instance
+                        .as_deref()
+                        .map(|i| format!(" of {i}"))
+                        .unwrap_or_default(),
+                    r.region,
+                    r.target,
+                    r.instance_class
+                        .as_deref()
+                        .map(|c| format!(" ({c})"))
+                        .unwrap_or_default()
+                ),
+                None => e.note.clone().unwrap_or_default(),
+            },
+            "route53_failover" => match &e.dns {
+                Some(d) => {
+                    let changes: Vec<String> = d
+                        .changes
+                        .iter()
+                        .map(|c| {
+                            format!(
+                                "{}: {} -> {}",
+                                c.after.describe(),
+                                c.before
+                                    .as_ref()
+                                    .map(|b| b.show())
+                                    .unwrap_or_else(|| "(none)".into()),
+                                c.after.show()
+                            )
+                        })
+                        .collect();
+                    format!(
+                        "UPSERT in zone {}: {}{}",
+                        d.zone,
+                        changes.join("; "),
+                        d.require_healthy
+                            .as_deref()
+                            .map(|h| format!("; then wait until health check {h} is healthy"))
+                            .unwrap_or_default()
+                    )
+                }
+                None => e.note.clone().unwrap_or_default(),
+            },
             _ => e.note.clone().unwrap_or_default(),
         };
         let after = if s.after.is_empty() {
@@ -264,7 +367,22 @@ fn print_report(g: &Global, r: &DrReport) -> i32 {
             .as_deref()
             .map(|e| format!(": {e}"))
             .unwrap_or_default();
-        println!("  {:<20} {:<9} {:<16}{dur}{err}", s.id, s.kind, s.state);
+        // What each restore lost: the age of its data point at the incident start.
+        let data = s
+            .data_point
+            .zip(s.data_age_secs)
+            .map(|(p, age)| {
+                format!(
+                    " data point {} ({} old)",
+                    t(p),
+                    format_duration_precise(chrono::Duration::milliseconds((age * 1000.0) as i64))
+                )
+            })
+            .unwrap_or_default();
+        println!(
+            "  {:<20} {:<9} {:<16}{dur}{data}{err}",
+            s.id, s.kind, s.state
+        );
     }
     let obj = |name: &str, o: &lifeboat::dr::report::Objective| {
         println!(
@@ -276,8 +394,8 @@ fn print_report(g: &Global, r: &DrReport) -> i32 {
     };
     obj("RTO", &r.rto);
     obj("RPO", &r.rpo);
-    if let Some(p) = r.newest_data_point {
-        println!("  newest data point restored: {}", t(p));
+    if let Some(p) = r.oldest_data_point {
+        println!("  oldest data point restored (the RPO's): {}", t(p));
     }
     println!("timeline:");
     for e in &r.timeline {

@@ -15,6 +15,7 @@ pub mod plan;
 pub mod report;
 pub mod runner;
 pub mod step;
+pub mod undo;
 
 use serde::{Deserialize, Serialize};
 

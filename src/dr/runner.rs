@@ -265,6 +265,11 @@ fn plan_sources(plan: &Plan) -> Vec<String> {
         .iter()
         .filter_map(|s| match &s.action {
             Action::Restore { source, .. } => Some(source.clone()),
+            // An integrity step of an RDS restore compares with this source's backups.
+            Action::Integrity {
+                source: Some(source),
+                ..
+            } => Some(source.clone()),
             _ => None,
         })
         .collect();
@@ -751,25 +756,8 @@ fn describe(effect: &Effect, attempt: u32, attempts: u32) -> String {
 /// when it was not. Returns how many undos failed.
 async fn roll_back(run: &Run) -> Result<usize> {
     run.event("", "rollback", "undoing completed steps, newest first")?;
-    let mut todo: Vec<DrStepRow> = run
-        .rows()
-        .into_iter()
-        .filter(|r| {
-            let kind = serde_json::from_str::<Effect>(&r.effect)
-                .map(|e| e.kind)
-                .unwrap_or_default();
-            match r.state.as_str() {
-                state::SUCCEEDED => true,
-                state::FAILED | state::RUNNING => {
-                    r.attempts > 0 && matches!(kind.as_str(), "helm" | "route53_failover")
-                        || r.state == state::RUNNING && kind == "restore"
-                }
-                _ => false,
-            }
-        })
-        .collect();
-    // Newest first; a step interrupted while running (no end) is the newest of all.
-    todo.sort_by_key(|r| std::cmp::Reverse((r.finished_at.is_none(), r.finished_at)));
+    // One rule for what is undone, shared with `dr rollback --dry-run`.
+    let todo = super::undo::pending_undos(run.rows());
     let mut failures = 0;
     for mut row in todo {
         let effect: Effect = serde_json::from_str(&row.effect).unwrap_or_default();

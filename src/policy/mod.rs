@@ -296,6 +296,70 @@ impl SourceConfig {
             SourceConfig::Files(_) => "files",
         }
     }
+
+    /// How a restore of this kind names its target. Plans are checked against it at
+    /// `policy check` time, and the DR runner resolves targets by it (a path is made
+    /// absolute against the policy set; a URL or a database name is taken as written).
+    pub fn restore_target(&self) -> RestoreTarget {
+        match self {
+            SourceConfig::Sqlite { .. }
+            | SourceConfig::File { .. }
+            | SourceConfig::Redis(_)
+            | SourceConfig::Faiss(_)
+            | SourceConfig::Files(_) => RestoreTarget::Path,
+            SourceConfig::Postgres(_) => RestoreTarget::PostgresUrl,
+            SourceConfig::Neo4j(_) => RestoreTarget::Neo4jDatabase,
+            SourceConfig::Rds(_) => RestoreTarget::None,
+        }
+    }
+
+    /// Check a restore target as a plan writes it (pure, no I/O): `Err` says what is
+    /// wrong and what to write instead. Parts held in `${...}` references are known
+    /// only at run time; a target made of one is not checked.
+    pub fn check_restore_target(&self, target: &str) -> Result<(), String> {
+        if target.trim().is_empty() {
+            return Err("empty (name where the backup is restored)".into());
+        }
+        if target.starts_with("${") && target.ends_with('}') {
+            return Ok(());
+        }
+        let url = target.contains("://");
+        let kind = self.kind();
+        match self.restore_target() {
+            RestoreTarget::Path if url => Err(format!(
+                "`{target}` is a URL, but a {kind} source restores into a path (a file or folder, relative to the policy set folder or absolute)"
+            )),
+            RestoreTarget::Path => Ok(()),
+            RestoreTarget::PostgresUrl
+                if target.starts_with("postgres://") || target.starts_with("postgresql://") =>
+            {
+                Ok(())
+            }
+            RestoreTarget::PostgresUrl => Err(format!(
+                "`{target}`: a postgres source restores into a database named by URL (postgres://USER@HOST:5432/DB)"
+            )),
+            RestoreTarget::Neo4jDatabase if sources::is_neo4j_database_name(target) => Ok(()),
+            RestoreTarget::Neo4jDatabase => Err(format!(
+                "`{target}` is not a Neo4j database name: a neo4j source restores into a database of its server, named by a letter, then letters, digits, dots or dashes (e.g. target = \"neo4j\")"
+            )),
+            RestoreTarget::None => Err(format!(
+                "a {kind} source is restored by an rds_restore step (a new DB instance from its snapshot), not by a restore step"
+            )),
+        }
+    }
+}
+
+/// How a restore names its target, per engine kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestoreTarget {
+    /// A file or folder path (relative to the policy set folder, or absolute).
+    Path,
+    /// A PostgreSQL URL.
+    PostgresUrl,
+    /// A database of the source's Neo4j server, by name.
+    Neo4jDatabase,
+    /// Not restored by a `restore` step (RDS: `rds_restore`).
+    None,
 }
 
 /// A source declared as `[sources.NAME]`.

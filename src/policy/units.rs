@@ -82,6 +82,20 @@ pub fn format_duration(d: Duration) -> String {
     if neg { format!("-{out}") } else { out }
 }
 
+/// Render a measured duration: below a minute with up to two decimals (`0.72s`,
+/// `5.9s`), so that a sub-second RTO does not read as `0s`; from a minute on as
+/// [`format_duration`] does.
+pub fn format_duration_precise(d: Duration) -> String {
+    let ms = d.num_milliseconds();
+    if ms.abs() >= 60_000 {
+        return format_duration(d);
+    }
+    let text = format!("{:.2}", ms as f64 / 1000.0);
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    let text = if text == "-0" { "0" } else { text };
+    format!("{text}s")
+}
+
 /// Parse a size such as `16MiB`, `8MB`, `4096` (bytes).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
@@ -164,5 +178,21 @@ mod tests {
     fn durations_format() {
         assert_eq!(format_duration(Duration::seconds(93_600)), "1d2h");
         assert_eq!(format_duration(Duration::seconds(0)), "0s");
+        for (ms, want) in [
+            (720, "0.72s"),
+            (5_900, "5.9s"),
+            (12_000, "12s"),
+            (0, "0s"),
+            (4, "0s"),
+            (-1_500, "-1.5s"),
+            (59_999, "60s"),
+            (93_600_000, "1d2h"),
+        ] {
+            assert_eq!(
+                format_duration_precise(Duration::milliseconds(ms)),
+                want,
+                "{ms} ms"
+            );
+        }
     }
 }

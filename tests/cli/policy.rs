@@ -203,3 +203,85 @@ fn the_runbooks_matrix_validates_without_credentials() {
     assert_eq!(by_name("hive")["timezone"], "Europe/Berlin");
     assert_eq!(sources.len(), 7);
 }
+
+/// A restore target is checked in the form its engine takes, at `policy check` time:
+/// the shipped region plan once named its Neo4j database so that the run joined it
+/// onto the policy folder, and only a real failover reached that step.
+#[test]
+fn restore_targets_in_the_wrong_form_for_their_engine_fail_policy_check() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("dr")).unwrap();
+    std::fs::write(
+        dir.path().join("lifeboat.toml"),
+        r#"
+[repositories.r]
+url = "file:./r"
+[sources.graph]
+kind = "neo4j"
+mode = "online-backup"
+http-url = "http://neo4j.example:7474"
+password-env = "NEO4J_PASSWORD"
+destinations = ["r"]
+[sources.db]
+kind = "postgres"
+url = "postgres://app@db.example:5432/app"
+destinations = ["r"]
+[sources.cache]
+kind = "redis"
+url = "redis://cache.example:6379"
+destinations = ["r"]
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("dr/wrong.toml"),
+        r#"
+name = "wrong"
+rto = "1h"
+rpo = "6h"
+
+[[steps]]
+id = "graph-path"
+kind = "restore"
+source = "graph"
+target = "/var/lib/neo4j/data"
+drill = "skip"
+
+[[steps]]
+id = "graph-drill"
+kind = "restore"
+source = "graph"
+target = "neo4j"
+
+[[steps]]
+id = "db-name"
+kind = "restore"
+source = "db"
+target = "app_dr"
+
+[[steps]]
+id = "cache-url"
+kind = "restore"
+source = "cache"
+target = "redis://cache-dr.example:6379"
+"#,
+    )
+    .unwrap();
+    let out = Command::cargo_bin("lifeboat")
+        .unwrap()
+        .env_remove("LIFEBOAT_POLICIES")
+        .args(["policy", "check"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    for want in [
+        "steps.graph-path.target: source graph: `/var/lib/neo4j/data` is not a Neo4j database name",
+        "steps.graph-drill.drill: missing drill = \"skip\"",
+        "steps.db-name.target: source db: `app_dr`: a postgres source restores into a database named by URL",
+        "steps.cache-url.target: source cache: `redis://cache-dr.example:6379` is a URL, but a redis source restores into a path",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+}

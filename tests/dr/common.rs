@@ -26,13 +26,14 @@ pub struct Env {
 }
 
 impl Env {
-    /// The set, with `hive` at `<set>/data/hive.db` holding `users`, `tasks`, `poi_records`.
+    /// The set, with `hive` where the node runbook keeps it, `<set>/.hive-mind/hive.db`,
+    /// holding `users`, `tasks`, `poi_records`.
     pub fn new() -> Env {
         let dir = tempfile::tempdir().unwrap();
         let policies = dir.path().join("policies");
         std::fs::create_dir_all(policies.join("dr")).unwrap();
-        std::fs::create_dir_all(policies.join("data")).unwrap();
-        let db = policies.join("data").join("hive.db");
+        std::fs::create_dir_all(policies.join(".hive-mind")).unwrap();
+        let db = policies.join(".hive-mind").join("hive.db");
         let repo = dir.path().join("repo");
         std::fs::write(
             policies.join("bizra.toml"),
@@ -43,7 +44,7 @@ url = "file://{repo}"
 
 [sources.hive]
 kind = "sqlite"
-path = "data/hive.db"
+path = ".hive-mind/hive.db"
 schedule = "@hourly"
 rpo = "1h"
 destinations = ["local"]

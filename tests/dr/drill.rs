@@ -3,9 +3,9 @@
 
 use crate::common::{Env, count, files_under, stderr, step};
 
-/// Drill targets left in the set's data folder.
+/// Drill targets left beside the hive database.
 fn drill_files(env: &Env) -> Vec<std::path::PathBuf> {
-    files_under(&env.policies.join("data"))
+    files_under(env.db.parent().unwrap())
         .into_iter()
         .filter(|p| p.display().to_string().contains(".drill-"))
         .collect()
@@ -86,7 +86,7 @@ rpo = "1h"
 id = "restore"
 kind = "restore"
 source = "hive"
-target = "data/hive.db"
+target = ".hive-mind/hive.db"
 
 [[steps]]
 id = "tamper"

@@ -13,6 +13,8 @@ mod redis;
 #[path = "../support/util.rs"]
 mod util;
 
+mod node;
+
 use assert_cmd::Command;
 use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, HealthCheckConfig, HealthCheckType, ResourceRecord,
@@ -506,6 +508,12 @@ fn mutating(ops: &[String]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn region_failover_drill_passes_measures_and_leaves_nothing_behind() {
     let env = Env::new(true).await;
+    // The newest task is ten minutes old: the oldest data point restored, so the RPO.
+    postgres::connect(env.pg_db.as_ref().unwrap())
+        .await
+        .batch_execute("INSERT INTO tasks (user_id, title, created_at) VALUES (1, 'newest', date_trunc('second', now()) - interval '10 minutes')")
+        .await
+        .unwrap();
     env.backup();
     env.plan("region", &env.region_plan("2m", true));
     let records_before = env.records().await;
@@ -519,8 +527,12 @@ async fn region_failover_drill_passes_measures_and_leaves_nothing_behind() {
     assert!(report["rto"]["achieved-secs"].as_i64().unwrap() < 3600);
     let rpo = report["rpo"]["achieved-secs"].as_i64().unwrap();
     assert!(
-        (0..600).contains(&rpo),
-        "RPO {rpo}s: the backups were just made"
+        (600..900).contains(&rpo),
+        "RPO {rpo}s: the restored database's newest task is ten minutes old"
+    );
+    assert_eq!(
+        report["oldest-data-point"],
+        step(&report, "pg")["data-point"]
     );
 
     // RDS: the us-west-2 copy of the newest snapshot, restored under a drill identifier.
@@ -612,7 +624,11 @@ async fn region_failover_drill_passes_measures_and_leaves_nothing_behind() {
     }
     // Read on the restored database, read-only: the newest task and the user count.
     let check = &step(&report, "check-pg")["outputs"];
-    assert_eq!(check["freshness"], "2026-11-01T00:00:50+00:00", "{check:#}");
+    let fresh = chrono::DateTime::parse_from_rfc3339(check["freshness"].as_str().unwrap()).unwrap();
+    let age = chrono::Utc::now()
+        .signed_duration_since(fresh)
+        .num_seconds();
+    assert!((600..900).contains(&age), "{check:#}");
     assert_eq!(check["users"], "20");
     let pg_target = step(&report, "pg")["outputs"]["target"]
         .as_str()
@@ -755,7 +771,7 @@ async fn crash_after_the_dns_change_then_resume_then_rollback_restores_the_recor
     assert_eq!(east_before["failover"], "PRIMARY", "{east_before:#}");
     assert_eq!(env.records().await, flipped);
 
-    let (code, report, err) = env.json(&["dr", "rollback", &run], None);
+    let (code, report, err) = env.json(&["dr", "rollback", &run, "--yes"], None);
     assert_eq!(code, Some(0), "{err}\n{report:#}");
     assert_eq!(report["status"], "rolled-back");
     assert_eq!(
@@ -847,5 +863,249 @@ async fn dry_runs_send_no_mutating_call() {
         env.helm_calls().iter().all(|c| c[1] == "history"),
         "{:?}",
         env.helm_calls()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dry_run_prints_the_snapshot_the_records_and_the_helm_command() {
+    let env = small_env().await;
+    env.plan("region", &env.region_plan("30s", false));
+    let out = env
+        .cmd()
+        .args(["dr", "run", "region", "--dry-run"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = util::stdout(&out);
+    let line = |id: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(&format!("{id} ")))
+            .unwrap_or_else(|| panic!("no line for {id}:\n{text}"))
+            .to_string()
+    };
+    // RDS: the snapshot chosen (its copy in us-west-2) and the instance restored into.
+    let rds_line = line("rds");
+    assert!(
+        rds_line.contains("restore snapshot ")
+            && rds_line.contains(" in us-west-2 ")
+            && rds_line.contains(&format!("into new DB instance {}", env.target_instance())),
+        "{rds_line}"
+    );
+    // Helm: the whole command line, and what the rollback would return to.
+    let helm_line = line("helm");
+    let values = env.policies.join("values-dr.yaml").display().to_string();
+    assert!(
+        helm_line.contains(&format!(
+            "`{} upgrade --install bizra charts/bizra --namespace bizra --kube-context dr -f {values} --set postgres.host=${{steps.rds.outputs.endpoint}} --wait --timeout 30s`",
+            env.bin.join("helm").display()
+        )) && helm_line.contains("revision 3 before the run"),
+        "{helm_line}"
+    );
+    // DNS: each record set before and after.
+    let dns_line = line("dns");
+    let api = format!("api.{}", env.zone_name);
+    for want in [
+        format!(
+            "{api} CNAME (east): api.east.example (ttl 60, PRIMARY) -> api.east.example (ttl 60, SECONDARY)"
+        ),
+        format!(
+            "{api} CNAME (west): api.west.example (ttl 60, SECONDARY) -> api.west.example (ttl 60, PRIMARY)"
+        ),
+        format!("health check {}", env.health_check),
+    ] {
+        assert!(dns_line.contains(&want), "missing {want:?} in {dns_line}");
+    }
+}
+
+/// The shipped region plan's steps named by `ids`, as TOML tables, changed by `edit`.
+fn shipped_region_steps(ids: &[&str], edit: impl Fn(&str, &mut toml::Table)) -> Vec<toml::Value> {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("policies/bizra/dr/region-failover.toml"),
+    )
+    .unwrap();
+    let plan: toml::Table = toml::from_str(&text).unwrap();
+    ids.iter()
+        .map(|id| {
+            let mut t = plan["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["id"].as_str() == Some(id))
+                .unwrap_or_else(|| panic!("no step {id} in the shipped region plan"))
+                .as_table()
+                .unwrap()
+                .clone();
+            edit(id, &mut t);
+            toml::Value::Table(t)
+        })
+        .collect()
+}
+
+/// The shipped runbook's cluster check, infrastructure step and PostgreSQL integrity
+/// step, around this set's RDS restore: the stand-ins for kubectl and terraform first in
+/// `PATH`, the DR environment a folder of the test, and a real PostgreSQL (the `pg`
+/// source's database) standing in for the restored instance.
+fn runbook_checks_plan(env: &Env, tf_dir: &Path) -> String {
+    let pg_url = postgres::url(env.pg_db.as_ref().unwrap());
+    let mut steps = shipped_region_steps(
+        &["dr-cluster", "infra", "integrity-postgres"],
+        |id, t| match id {
+            "infra" => {
+                let point = |v: &toml::Value| {
+                    toml::Value::String(v.as_str().unwrap().replace(
+                        "/srv/bizra/deploy/terraform/environments/dr-us-west-2",
+                        &tf_dir.display().to_string(),
+                    ))
+                };
+                let argv: Vec<toml::Value> =
+                    t["argv"].as_array().unwrap().iter().map(point).collect();
+                let drill: Vec<toml::Value> = t["drill"]["args"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(point)
+                    .collect();
+                t.insert("argv".into(), toml::Value::Array(argv));
+                t.insert(
+                    "drill".into(),
+                    toml::Value::Table(toml::Table::from_iter([(
+                        "args".to_string(),
+                        toml::Value::Array(drill),
+                    )])),
+                );
+            }
+            "integrity-postgres" => {
+                t.insert("after".into(), toml::Value::Array(vec!["rds".into()]));
+                t.insert("source".into(), "pg".into());
+                t.insert("target".into(), pg_url.clone().into());
+            }
+            _ => {}
+        },
+    );
+    let rds: toml::Table = toml::from_str(&format!(
+        "id = \"rds\"\nkind = \"rds_restore\"\nafter = [\"infra\"]\ntag = {{ \"lifeboat:source\" = \"{}\" }}\ntarget = \"{}\"\ninstance-class = \"db.t3.micro\"\ntimeout = \"2m\"\non-failure = \"rollback\"\n",
+        env.source,
+        env.target_instance()
+    ))
+    .unwrap();
+    steps.insert(2, toml::Value::Table(rds));
+    let plan = toml::Table::from_iter([
+        ("name".to_string(), toml::Value::from("region")),
+        ("rto".to_string(), "1h".into()),
+        ("rpo".to_string(), "6h".into()),
+        ("region".to_string(), WEST.into()),
+        ("steps".to_string(), toml::Value::Array(steps)),
+    ]);
+    toml::to_string(&plan).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_region_runbook_checks_the_cluster_applies_the_infrastructure_and_counts_the_restored_database()
+ {
+    let env = Env::new(true).await;
+    let db = env.pg_db.clone().unwrap();
+    // The newest task: ten minutes old, the data point the achieved RPO is measured by.
+    postgres::connect(&db)
+        .await
+        .batch_execute("INSERT INTO tasks (user_id, title, created_at) VALUES (1, 'newest', now() - interval '10 minutes')")
+        .await
+        .unwrap();
+    env.backup();
+    let tf_dir = env.dir.path().join("terraform-dr");
+    std::fs::create_dir_all(&tf_dir).unwrap();
+    std::fs::write(tf_dir.join("main.tf"), "# the DR environment\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/dr_cloud/standin_terraform.py");
+        std::fs::copy(&script, env.bin.join("terraform")).unwrap();
+        std::fs::set_permissions(
+            env.bin.join("terraform"),
+            std::fs::Permissions::from_mode(0o755),
+        )
+        .unwrap();
+    }
+    env.plan("region", &runbook_checks_plan(&env, &tf_dir));
+    let path = format!(
+        "{}:{}",
+        env.bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let run = |args: &[&str]| {
+        let out = env
+            .cmd()
+            .env("PATH", &path)
+            .arg("--json")
+            .args(args)
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code(), v, stderr(&out))
+    };
+    let cluster = argv(&["kubectl", "--context", "bizra-us-west-2", "get", "nodes"]);
+    let chdir = format!("-chdir={}", tf_dir.display());
+
+    // A drill checks the cluster and only plans the infrastructure.
+    let (code, r, err) = run(&["dr", "drill", "region"]);
+    assert_eq!(code, Some(0), "{err}\n{r:#}");
+    assert_eq!(
+        env.helm_calls(),
+        vec![
+            cluster.clone(),
+            argv(&["terraform", &chdir, "plan", "-input=false", "-lock=false"])
+        ]
+    );
+
+    // A real run applies it, then counts the restored database against the newest
+    // backup's manifest and reads its newest task.
+    std::fs::remove_file(env.bin.join("calls.log")).unwrap();
+    let (code, r, err) = run(&["dr", "run", "region"]);
+    assert_eq!(code, Some(0), "{err}\n{r:#}");
+    assert_eq!(
+        env.helm_calls(),
+        vec![
+            cluster.clone(),
+            argv(&[
+                "terraform",
+                &chdir,
+                "apply",
+                "-input=false",
+                "-auto-approve"
+            ])
+        ]
+    );
+    let check = step(&r, "integrity-postgres");
+    assert_eq!(check["state"], "succeeded", "{check:#}");
+    let newest: String = postgres::connect(&db)
+        .await
+        .query_one("SELECT to_char(max(created_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS') FROM tasks", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let fresh = check["outputs"]["freshness"].as_str().unwrap();
+    assert!(fresh.starts_with(&newest), "{fresh} vs {newest}");
+    // The RDS step's data point is that task, not the snapshot's time (seconds ago).
+    let rds_step = step(&r, "rds");
+    assert_eq!(
+        rds_step["data-point"].as_str().map(|p| p[..19].to_string()),
+        Some(newest)
+    );
+    let rpo = r["rpo"]["achieved-secs"].as_i64().unwrap();
+    assert!((600..900).contains(&rpo), "RPO {rpo}s: {r:#}");
+
+    // Rows lost beyond the stated tolerance (5%): 2 of 20 users is 10%.
+    postgres::connect(&db)
+        .await
+        .batch_execute("DELETE FROM users WHERE id IN (SELECT id FROM users ORDER BY id LIMIT 2)")
+        .await
+        .unwrap();
+    let (code, r, err) = run(&["dr", "drill", "region"]);
+    assert_eq!(code, Some(4), "{err}\n{r:#}");
+    let check = step(&r, "integrity-postgres");
+    assert_eq!(check["state"], "integrity-failed");
+    let e = check["error"].as_str().unwrap();
+    assert!(
+        e.contains("by more than 5%") && e.contains("users: 20 in the manifest, 18 restored"),
+        "{e}"
     );
 }

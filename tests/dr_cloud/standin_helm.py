@@ -8,8 +8,11 @@ It accepts exactly the command lines lifeboat's `helm` step sends, and nothing e
     helm rollback REL REV --namespace NS [--kube-context C] --wait --timeout Ns
     helm uninstall REL --namespace NS [--kube-context C]
     kubectl delete namespace NS --ignore-not-found [--context C]
-Any other command line exits 64. Releases and revisions live in state.json beside this
-file, every call is appended to calls.log (one JSON argv per line), and a file `mode`
+    kubectl get deployment NAME --namespace NS [--context C] -o jsonpath={.spec.replicas}
+    kubectl scale deployment/NAME --namespace NS [--context C] --replicas=N
+    kubectl --context C get nodes
+Any other command line exits 64. Releases, revisions and deployments (state key
+"_deployments": {"NS/NAME": replicas}) live in state.json beside this file, every call is appended to calls.log (one JSON argv per line), and a file `mode`
 beside it makes `upgrade` fail ("fail") or hang ("hang"), as a broken chart or a
 rollout that never gets ready would.
 """
@@ -174,8 +177,48 @@ def helm(args):
 
 
 def kubectl(args):
+    if args[:1] == ["--context"]:
+        take(args, "--context")
+        if args != ["get", "nodes"]:
+            refuse("kubectl --context C only gets nodes")
+        if mode() == "no-nodes":
+            sys.stderr.write("No resources found\n")
+            sys.exit(1)
+        print("NAME                         STATUS   ROLES    AGE   VERSION")
+        print("ip-10-1-0-11.ec2.internal    Ready    <none>   3d    v1.30.4")
+        return
+    if args[:2] == ["get", "deployment"]:
+        del args[:2]
+        name = args.pop(0)
+        ns, _ = target(args, "--context")
+        if args != ["-o", "jsonpath={.spec.replicas}"]:
+            refuse("get deployment wants -o jsonpath={.spec.replicas}")
+        replicas = load().get("_deployments", {}).get(ns + "/" + name)
+        if replicas is None:
+            sys.stderr.write('Error from server (NotFound): deployments.apps "%s" not found\n' % name)
+            sys.exit(1)
+        sys.stdout.write(str(replicas))
+        return
+    if args[:1] == ["scale"]:
+        del args[:1]
+        what = args.pop(0)
+        if not what.startswith("deployment/"):
+            refuse("scale wants deployment/NAME")
+        name = what[len("deployment/"):]
+        ns, _ = target(args, "--context")
+        if len(args) != 1 or not re.fullmatch(r"--replicas=[0-9]+", args[0]):
+            refuse("scale wants --replicas=N last")
+        state = load()
+        deployments = state.setdefault("_deployments", {})
+        if ns + "/" + name not in deployments:
+            sys.stderr.write('Error from server (NotFound): deployments.apps "%s" not found\n' % name)
+            sys.exit(1)
+        deployments[ns + "/" + name] = int(args[0].split("=", 1)[1])
+        save(state)
+        print("deployment.apps/%s scaled" % name)
+        return
     if args[:2] != ["delete", "namespace"]:
-        refuse("kubectl stand-in only deletes namespaces")
+        refuse("kubectl stand-in: unknown command line")
     del args[:2]
     ns = args.pop(0)
     if args[:1] != ["--ignore-not-found"]:

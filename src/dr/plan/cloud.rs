@@ -139,6 +139,36 @@ impl Record {
         )
     }
 
+    /// What the record set holds, for dry runs and rollbacks: its values or alias
+    /// target, TTL and routing, e.g. `api.us-west-2.bizra.ai (ttl 60, PRIMARY)`.
+    pub fn show(&self) -> String {
+        let data = match &self.alias {
+            Some(a) => format!("alias {} in {}", a.dns_name, a.zone),
+            None => self.values.join(", "),
+        };
+        let mut extra = Vec::new();
+        if let Some(t) = self.ttl {
+            extra.push(format!("ttl {t}"));
+        }
+        if let Some(f) = &self.failover {
+            extra.push(f.clone());
+        }
+        if let Some(w) = self.weight {
+            extra.push(format!("weight {w}"));
+        }
+        if let Some(r) = &self.latency_region {
+            extra.push(format!("latency {r}"));
+        }
+        if let Some(h) = &self.health_check {
+            extra.push(format!("health check {h}"));
+        }
+        if extra.is_empty() {
+            data
+        } else {
+            format!("{data} ({})", extra.join(", "))
+        }
+    }
+
     /// `name type [set-identifier]`, for messages.
     pub fn describe(&self) -> String {
         match &self.set_identifier {
@@ -170,6 +200,111 @@ pub struct Route53Failover {
     pub require_healthy: Option<String>,
     /// Drill behaviour.
     pub drill: DnsDrill,
+}
+
+/// A `kubernetes_scale` step: `kubectl scale deployment/NAME --replicas=N`, with the
+/// replica count found before it captured (and checkpointed), so that the undo and a
+/// later scale-up restore exactly that count.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Scale {
+    /// Deployment name.
+    pub deployment: String,
+    /// Namespace.
+    pub namespace: String,
+    /// kube context [default: the current one].
+    pub kube_context: Option<String>,
+    /// Replicas to scale to: a number, or a reference such as
+    /// `${steps.scale-down.outputs.replicas-before}` (the count a step before found).
+    pub replicas: String,
+    /// The kubectl program.
+    pub kubectl: String,
+}
+
+/// Keys of a `kubernetes_scale` step.
+pub const SCALE_KEYS: &[&str] = &[
+    "deployment",
+    "namespace",
+    "kube-context",
+    "replicas",
+    "kubectl",
+];
+
+/// Whether `name` is a Kubernetes object name (DNS-1123: 1-63 lower-case letters,
+/// digits and `-`, starting and ending with a letter or digit).
+fn valid_k8s_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// Read a `kubernetes_scale` step; a `replicas` reference goes to `templated`.
+pub(crate) fn read_scale(
+    errs: &mut Vec<PolicyError>,
+    f: &mut Fields<'_>,
+    templated: &mut Vec<(String, String)>,
+) -> Option<Scale> {
+    fn name(
+        errs: &mut Vec<PolicyError>,
+        f: &mut Fields<'_>,
+        key: &str,
+        example: &str,
+    ) -> Option<String> {
+        let v = f.req_str(errs, key, example).map(String::from);
+        if let Some(n) = &v
+            && !valid_k8s_name(n)
+        {
+            f.error(
+                errs,
+                key,
+                format!("`{n}`: a Kubernetes name is 1-63 lower-case letters, digits and -"),
+            );
+        }
+        v
+    }
+    let deployment = name(errs, f, "deployment", "deployment = \"bizra-apex\"");
+    let namespace = name(errs, f, "namespace", "namespace = \"bizra-testnet\"");
+    let kube_context = opt_string(errs, f, "kube-context");
+    let replicas = match f.opt_value("replicas") {
+        None => {
+            f.error(
+                errs,
+                "replicas",
+                "missing (add replicas = 0, or replicas = \"${steps.ID.outputs.replicas-before}\" to restore the count a step before found)",
+            );
+            None
+        }
+        Some(toml::Value::Integer(n)) if (0..=i64::from(u32::MAX)).contains(n) => {
+            Some(n.to_string())
+        }
+        Some(toml::Value::String(s)) if s.contains("${") => {
+            templated.push((f.path("replicas"), s.clone()));
+            Some(s.clone())
+        }
+        Some(toml::Value::String(s)) if s.parse::<u32>().is_ok() => Some(s.clone()),
+        Some(other) => {
+            f.error(
+                errs,
+                "replicas",
+                format!(
+                    "`{other}`: write a number of replicas (0 or more) or a reference to the count a step before found"
+                ),
+            );
+            None
+        }
+    };
+    let kubectl = opt_string(errs, f, "kubectl").unwrap_or_else(|| "kubectl".into());
+    Some(Scale {
+        deployment: deployment?,
+        namespace: namespace?,
+        kube_context,
+        replicas: replicas?,
+        kubectl,
+    })
 }
 
 /// Keys of an `rds_restore` step.

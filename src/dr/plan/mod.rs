@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::policy::fields::Fields;
 use crate::policy::{PolicyError, PolicyErrors, PolicySet};
 use chrono::{DateTime, Utc};
-use cloud::{Helm, RdsRestore, Route53Failover};
+use cloud::{Helm, RdsRestore, Route53Failover, Scale};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -84,6 +84,35 @@ pub enum At {
     AtOrBefore(DateTime<Utc>),
 }
 
+/// How far an integrity step lets a count differ from the manifest, either way.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CountTolerance {
+    /// Up to this many rows.
+    Rows(u64),
+    /// Up to this percentage of the manifest's count.
+    Percent(f64),
+}
+
+impl CountTolerance {
+    /// Whether `actual` is within the tolerance of `expected`.
+    pub fn allows(self, expected: u64, actual: u64) -> bool {
+        let diff = expected.abs_diff(actual);
+        match self {
+            CountTolerance::Rows(n) => diff <= n,
+            CountTolerance::Percent(p) => (diff as f64) <= (expected as f64) * p / 100.0,
+        }
+    }
+
+    /// As written in plans: `5%` or `100` (rows).
+    pub fn show(self) -> String {
+        match self {
+            CountTolerance::Rows(n) => format!("{n} rows"),
+            CountTolerance::Percent(p) => format!("{p}%"),
+        }
+    }
+}
+
 /// What a drill does with a command step.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -118,8 +147,19 @@ pub enum Action {
     },
     /// Recount a restored target, compare with the manifest, run queries.
     Integrity {
-        /// The restore step whose target and backup are checked.
+        /// The restore (or `rds_restore`) step whose target is checked.
         of: String,
+        /// Of an `rds_restore` step: the postgres source whose newest backup's manifest
+        /// holds the counts compared, and whose credentials connect.
+        #[serde(default)]
+        source: Option<String>,
+        /// Of an `rds_restore` step: the restored database's URL (may hold references).
+        #[serde(default)]
+        target: Option<String>,
+        /// How far counts may differ from the manifest (an RDS snapshot and a logical
+        /// backup are taken at different times); exact when absent.
+        #[serde(default)]
+        tolerance: Option<CountTolerance>,
         /// Named single-value queries (sqlite sources).
         queries: BTreeMap<String, String>,
         /// A query returning the newest data point (RFC 3339 text or Unix seconds).
@@ -147,6 +187,8 @@ pub enum Action {
     Helm(Helm),
     /// Switch Route53 record sets, rolled back to the records captured before.
     Route53Failover(Route53Failover),
+    /// Scale a Kubernetes deployment, the count found before captured for the undo.
+    KubernetesScale(Scale),
 }
 
 impl Action {
@@ -160,6 +202,7 @@ impl Action {
             Action::RdsRestore(_) => "rds_restore",
             Action::Helm(_) => "helm",
             Action::Route53Failover(_) => "route53_failover",
+            Action::KubernetesScale(_) => "kubernetes_scale",
         }
     }
 }
@@ -183,6 +226,7 @@ const KINDS: &[&str] = &[
     "rds_restore",
     "helm",
     "route53_failover",
+    "kubernetes_scale",
 ];
 
 /// Output keys each kind publishes (integrity adds one per query).
@@ -208,6 +252,7 @@ fn outputs_of(kind: &str) -> &'static [&'static str] {
         ],
         "helm" => &["release", "namespace", "revision"],
         "route53_failover" => &["change-id", "records"],
+        "kubernetes_scale" => &["deployment", "replicas-before", "replicas"],
         _ => &[],
     }
 }
@@ -501,7 +546,7 @@ fn read_step(
         .req_str(
             errs,
             "kind",
-            "kind = \"restore\", \"integrity\", \"command\", \"approval\", \"rds_restore\", \"helm\" or \"route53_failover\"",
+            "kind = \"restore\", \"integrity\", \"command\", \"approval\", \"rds_restore\", \"helm\", \"route53_failover\" or \"kubernetes_scale\"",
         )
         .map(String::from);
     if let Some(k) = &kind
@@ -546,8 +591,16 @@ fn read_step(
             read_restore(errs, set, &mut f, &mut templated)
         }
         Some("integrity") => {
-            allowed.extend_from_slice(&["of", "queries", "freshness", "min"]);
-            read_integrity(errs, &mut f)
+            allowed.extend_from_slice(&[
+                "of",
+                "queries",
+                "freshness",
+                "min",
+                "source",
+                "target",
+                "tolerance",
+            ]);
+            read_integrity(errs, set, &mut f, &mut templated)
         }
         Some("command") => {
             allowed.extend_from_slice(&["argv", "drill", "undo"]);
@@ -576,6 +629,10 @@ fn read_step(
         Some("route53_failover") => {
             allowed.extend_from_slice(cloud::DNS_KEYS);
             cloud::read_route53(errs, &mut f, &mut templated).map(Action::Route53Failover)
+        }
+        Some("kubernetes_scale") => {
+            allowed.extend_from_slice(cloud::SCALE_KEYS);
+            cloud::read_scale(errs, &mut f, &mut templated).map(Action::KubernetesScale)
         }
         // Other keys would be reported as unknown only because the kind is wrong.
         _ => {
@@ -692,6 +749,24 @@ fn read_restore(
             false
         }
     };
+    // The target's form per engine, now rather than when the run reaches the step:
+    // a Neo4j step that fails in a real failover was never reached by a drill.
+    if let (Some(src), Some(t)) = (src, target) {
+        if let Err(problem) = src.config.check_restore_target(t) {
+            f.error(errs, "target", format!("source {}: {problem}", src.name));
+        } else if !drill_skip
+            && src.config.restore_target() == crate::policy::RestoreTarget::Neo4jDatabase
+        {
+            f.error(
+                errs,
+                "drill",
+                format!(
+                    "missing drill = \"skip\": a drill cannot isolate Neo4j database `{t}` of source {} (it would load into the real one)",
+                    src.name
+                ),
+            );
+        }
+    }
     Some(Action::Restore {
         source: source?.to_string(),
         from,
@@ -702,8 +777,88 @@ fn read_restore(
     })
 }
 
-fn read_integrity(errs: &mut Vec<PolicyError>, f: &mut Fields<'_>) -> Option<Action> {
+fn read_integrity(
+    errs: &mut Vec<PolicyError>,
+    set: &PolicySet,
+    f: &mut Fields<'_>,
+    templated: &mut Vec<(String, String)>,
+) -> Option<Action> {
     let of = f.req_str(errs, "of", "of = \"ID\" of the restore step to check");
+    // Of an rds_restore step: which source's manifest counts, and where the instance is.
+    let source = f.opt_str(errs, "source").map(String::from);
+    if let Some(s) = &source {
+        match set.sources.get(s) {
+            None => f.error(
+                errs,
+                "source",
+                format!(
+                    "unknown source `{s}` (declared: {})",
+                    set.sources.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ),
+            Some(src) if !matches!(src.config, crate::policy::SourceConfig::Postgres(_)) => f
+                .error(
+                    errs,
+                    "source",
+                    format!(
+                        "source {s} is a {} source: name the postgres source whose backups' counts the restored instance is compared with",
+                        src.config.kind()
+                    ),
+                ),
+            Some(_) => {}
+        }
+    }
+    let target = f.opt_str(errs, "target").map(String::from);
+    if let Some(t) = &target {
+        templated.push((f.path("target"), t.clone()));
+        if !(t.starts_with("postgres://") || t.starts_with("postgresql://")) {
+            f.error(
+                errs,
+                "target",
+                format!(
+                    "`{t}`: name the restored database by URL, e.g. \"postgres://USER@${{steps.rds.outputs.endpoint}}:${{steps.rds.outputs.port}}/DB\""
+                ),
+            );
+        }
+    }
+    if source.is_some() != target.is_some() {
+        f.error(
+            errs,
+            if source.is_none() { "source" } else { "target" },
+            "source and target go together (checking an rds_restore step: the postgres source whose manifest counts, and the restored database's URL)",
+        );
+    }
+    let tolerance = match f.opt_value("tolerance") {
+        None => None,
+        Some(toml::Value::Integer(n)) if *n >= 0 => Some(CountTolerance::Rows(*n as u64)),
+        Some(toml::Value::String(t)) => {
+            let parsed = match t.trim().strip_suffix('%') {
+                Some(p) => p
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|p| (0.0..=100.0).contains(p))
+                    .map(CountTolerance::Percent),
+                None => t.trim().parse::<u64>().ok().map(CountTolerance::Rows),
+            };
+            if parsed.is_none() {
+                f.error(
+                    errs,
+                    "tolerance",
+                    format!("`{t}`: write a percentage (\"2%\") or a number of rows (100)"),
+                );
+            }
+            parsed
+        }
+        Some(other) => {
+            f.error(
+                errs,
+                "tolerance",
+                format!("`{other}`: write a percentage (\"2%\") or a number of rows (100)"),
+            );
+            None
+        }
+    };
     let mut queries = BTreeMap::new();
     if let Some(t) = f.opt_table(errs, "queries") {
         for (k, v) in t {
@@ -741,6 +896,9 @@ fn read_integrity(errs: &mut Vec<PolicyError>, f: &mut Fields<'_>) -> Option<Act
     }
     Some(Action::Integrity {
         of: of?.to_string(),
+        source,
+        target,
+        tolerance,
         queries,
         freshness,
         min,
@@ -938,7 +1096,7 @@ fn check_graph(errs: &mut Vec<PolicyError>, file: &Path, steps: &[RawStep]) {
             }
         }
         if let Some(Step {
-            action: Action::Integrity { of, .. },
+            action: Action::Integrity { of, source, .. },
             ..
         }) = &s.step
         {
@@ -948,11 +1106,29 @@ fn check_graph(errs: &mut Vec<PolicyError>, file: &Path, steps: &[RawStep]) {
                     format!("{}.of", s.field),
                     format!("unknown step `{of}` (steps: {})", known()),
                 )),
-                Some(r) if r.kind.as_deref() != Some("restore") => errs.push(err(
+                Some(r) if r.kind.as_deref() == Some("rds_restore") && source.is_none() => {
+                    errs.push(err(
+                        file,
+                        format!("{}.source", s.field),
+                        format!(
+                            "step `{of}` restores an RDS instance: add source = \"POSTGRES-SOURCE\" (whose newest backup's counts it is compared with) and target = \"postgres://...\" (the restored database)"
+                        ),
+                    ))
+                }
+                Some(r) if r.kind.as_deref() == Some("restore") && source.is_some() => errs.push(err(
                     file,
-                    format!("{}.of", s.field),
-                    format!("step `{of}` is not a restore step"),
+                    format!("{}.source", s.field),
+                    format!(
+                        "step `{of}` is a restore step: its source, target and backup are checked (remove source and target)"
+                    ),
                 )),
+                Some(r) if !matches!(r.kind.as_deref(), Some("restore" | "rds_restore")) => {
+                    errs.push(err(
+                        file,
+                        format!("{}.of", s.field),
+                        format!("step `{of}` is not a restore or rds_restore step"),
+                    ))
+                }
                 Some(_) if !ancestors.contains(of.as_str()) => errs.push(err(
                     file,
                     format!("{}.of", s.field),
@@ -1175,6 +1351,19 @@ restores-service = true
         assert_eq!((p.rto_secs, p.rpo_secs), (300, 3600));
         let ids: Vec<&str> = p.steps.iter().map(|s| s.id.as_str()).collect();
         assert_eq!(ids, ["scale-down", "restore-hive", "integrity", "scale-up"]);
+        // The runbook's deployment, namespace and database; back to the count found.
+        let Action::KubernetesScale(up) = &p.step("scale-up").unwrap().action else {
+            panic!("scale-up is not a kubernetes_scale step")
+        };
+        assert_eq!(
+            (up.deployment.as_str(), up.namespace.as_str()),
+            ("bizra-apex", "bizra-testnet")
+        );
+        assert_eq!(up.replicas, "${steps.scale-down.outputs.replicas-before}");
+        let Action::Restore { target, .. } = &p.step("restore-hive").unwrap().action else {
+            panic!("restore-hive is not a restore step")
+        };
+        assert_eq!(target, ".hive-mind/hive.db");
     }
 
     #[test]
@@ -1183,11 +1372,36 @@ restores-service = true
         assert_eq!((p.rto_secs, p.rpo_secs), (3600, 6 * 3600));
         assert_eq!(p.region.as_deref(), Some("us-west-2"));
         let after = |id: &str| p.step(id).unwrap().after.clone();
-        // The restores start together; Helm waits for all of them; DNS goes last.
-        for restore in ["rds", "neo4j", "redis", "faiss"] {
-            assert!(after(restore).is_empty(), "{restore}");
+        // Nothing is restored before the DR cluster answers; the database waits for the
+        // DR infrastructure, the repository restores start together with it; Helm
+        // waits for all of them; DNS goes last.
+        assert!(after("dr-cluster").is_empty());
+        assert_eq!(after("infra"), ["dr-cluster"]);
+        assert_eq!(after("rds"), ["infra"]);
+        for restore in ["neo4j", "redis", "faiss"] {
+            assert_eq!(after(restore), ["dr-cluster"], "{restore}");
         }
         assert_eq!(after("helm"), ["rds", "neo4j", "redis", "faiss"]);
+        // The runbook's check of the restored database, against the newest backup.
+        let Action::Integrity {
+            of,
+            source,
+            tolerance,
+            freshness,
+            ..
+        } = &p.step("integrity-postgres").unwrap().action
+        else {
+            panic!("integrity-postgres is not an integrity step")
+        };
+        assert_eq!((of.as_str(), source.as_deref()), ("rds", Some("postgres")));
+        assert_eq!(*tolerance, Some(CountTolerance::Percent(5.0)));
+        assert!(freshness.as_deref().unwrap().contains("max(created_at)"));
+        // A drill plans the infrastructure instead of applying it.
+        let Action::Command { argv, drill, .. } = &p.step("infra").unwrap().action else {
+            panic!("infra is not a command step")
+        };
+        assert!(argv[0] == "terraform" && argv.contains(&"apply".to_string()));
+        assert!(matches!(drill, DrillCommand::Args(a) if a.contains(&"plan".to_string())));
         let dns = p.step("dns").unwrap();
         assert!(dns.restores_service);
         assert!(after("dns").iter().all(|a| a.starts_with("integrity")));

@@ -3,15 +3,35 @@
 //!
 //! Queries run on SQLite and PostgreSQL targets, read-only; for other engines the
 //! recount through the engine is done and queries are refused with a clear error.
+//!
+//! Of an `rds_restore` step, the restored instance is named by the plan (a URL holding
+//! the step's endpoint) and compared with the newest backup of a postgres source, within
+//! the step's tolerance: the snapshot and the logical backup are taken at different
+//! times, so their counts may differ by that much either way, and no more.
 
 use super::Effect;
 use crate::backup::{Context, blocking};
+use crate::dr::plan::{At, CountTolerance};
 use crate::engine;
 use crate::error::{Error, Result};
 use crate::policy::SourceConfig;
 use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use rusqlite::{Connection, OpenFlags, types::ValueRef};
 use std::collections::BTreeMap;
+
+/// Resolve an integrity step of an `rds_restore` step: the restored database's URL
+/// and the newest backup of `source` (chosen now and checkpointed, so that a resumed
+/// check compares with the same manifest).
+pub fn resolve_instance(ctx: &Context, source: &str, target: &str) -> Result<Effect> {
+    let backup = super::restore::choose(ctx, source, None, &At::Newest)?;
+    Ok(Effect {
+        kind: "integrity".into(),
+        source: Some(source.to_string()),
+        target: Some(target.to_string()),
+        backup_id: Some(backup),
+        ..Effect::default()
+    })
+}
 
 /// Check the target per the resolved effect.
 pub async fn run(
@@ -20,6 +40,7 @@ pub async fn run(
     queries: &BTreeMap<String, String>,
     freshness: Option<&str>,
     min: &BTreeMap<String, u64>,
+    tolerance: Option<CountTolerance>,
 ) -> Result<BTreeMap<String, String>> {
     let (Some(source), Some(target), Some(backup)) =
         (&effect.source, &effect.target, &effect.backup_id)
@@ -51,7 +72,7 @@ pub async fn run(
         )));
     }
     if let Some(pg) = postgres {
-        recount(&src, target, backup, expected).await?;
+        recount(&src, target, backup, expected, tolerance).await?;
         let mut values = BTreeMap::new();
         for (name, sql) in queries {
             let v = pg
@@ -113,28 +134,54 @@ fn query_value(conn: &Connection, sql: &str) -> Result<String> {
     })?)
 }
 
-/// Recount `target` through the engine and compare with the manifest's counts.
+/// Recount `target` through the engine and compare with the manifest's counts: exact,
+/// or within `tolerance` either way.
 async fn recount(
     src: &crate::policy::Source,
     target: &str,
     backup: &str,
     expected: crate::engine::counts::Counts,
+    tolerance: Option<CountTolerance>,
 ) -> Result<()> {
     let engine = engine::for_source(src);
     let (target, backup) = (target.to_string(), backup.to_string());
     blocking(move || {
         let actual = engine.count_target(&target)?;
-        let report = engine.compare(&expected, &actual);
-        if report.ok() {
+        let mismatches = match tolerance {
+            None => engine.compare(&expected, &actual).mismatches(),
+            Some(t) => outside_tolerance(&expected, &actual, t),
+        };
+        if mismatches.is_empty() {
             Ok(())
         } else {
+            let within = tolerance
+                .map(|t| format!(" by more than {}", t.show()))
+                .unwrap_or_default();
             Err(Error::integrity(format!(
-                "{target}: counts differ from the manifest of backup {backup}: {}",
-                report.mismatches().join(", ")
+                "{target}: counts differ{within} from the manifest of backup {backup}: {}",
+                mismatches.join(", ")
             )))
         }
     })
     .await
+}
+
+/// Every count of the manifest that the target misses or holds outside `tolerance`.
+fn outside_tolerance(
+    expected: &crate::engine::counts::Counts,
+    actual: &crate::engine::counts::Counts,
+    tolerance: CountTolerance,
+) -> Vec<String> {
+    expected
+        .iter()
+        .filter_map(|(name, &e)| match actual.get(name).copied() {
+            None => Some(format!("{name}: {e} in the manifest, none restored")),
+            Some(a) if !tolerance.allows(e, a) => {
+                Some(format!("{name}: {e} in the manifest, {a} restored"))
+            }
+            Some(_) => None,
+        })
+        .collect()
 }
 
 /// The step's outputs from the query values: `min` bounds checked, the freshness value

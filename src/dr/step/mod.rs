@@ -10,6 +10,7 @@ pub mod integrity;
 pub mod rds;
 pub mod restore;
 pub mod route53;
+pub mod scale;
 
 use super::Mode;
 use super::plan::{Action, DrillCommand, Plan, Step, substitute, substitute_known};
@@ -62,6 +63,9 @@ pub struct Effect {
     /// `route53_failover`: the zone, and each record set after and before.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dns: Option<route53::DnsEffect>,
+    /// `kubernetes_scale`: the replica count found before and the one scaled to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<scale::ScaleEffect>,
 }
 
 /// A short digest of a run id, for names a drill creates outside lifeboat (DB
@@ -132,10 +136,28 @@ pub async fn resolve(
                 });
             }
             let target = sub(target)?;
-            let postgres = matches!(
-                ctx.policies.source(source)?.config,
-                crate::policy::SourceConfig::Postgres(_)
-            );
+            let config = &ctx.policies.source(source)?.config;
+            let postgres = matches!(config, crate::policy::SourceConfig::Postgres(_));
+            // A database name (Neo4j) is taken as written, never joined onto the policy
+            // folder; it counts as existing, so a rollback never deletes anything by it.
+            if config.restore_target() == crate::policy::RestoreTarget::Neo4jDatabase {
+                if mode == Mode::Drill {
+                    return Err(Error::bad_input(format!(
+                        "step {}: Neo4j database `{target}` cannot be isolated by a drill (set drill = \"skip\" on the step)",
+                        step.id
+                    )));
+                }
+                let backup = restore::choose(ctx, source, from.as_deref(), at)?;
+                return Ok(Effect {
+                    kind: "restore".into(),
+                    source: Some(source.clone()),
+                    target_existed: Some(true),
+                    target: Some(target),
+                    backup_id: Some(backup),
+                    from: from.clone(),
+                    ..Effect::default()
+                });
+            }
             let target = if target.contains("://") {
                 match mode {
                     Mode::Drill if postgres => {
@@ -177,6 +199,13 @@ pub async fn resolve(
                 ..Effect::default()
             })
         }
+        // Of an rds_restore step: the database is named by the plan, the counts are
+        // those of the source's newest backup.
+        Action::Integrity {
+            source: Some(source),
+            target: Some(target),
+            ..
+        } => integrity::resolve_instance(ctx, source, &sub(target)?),
         Action::Integrity { of, .. } => {
             let source = match plan.step(of).map(|s| &s.action) {
                 Some(Action::Restore { source, .. }) => source.clone(),
@@ -254,6 +283,7 @@ pub async fn resolve(
             .await
         }
         Action::Route53Failover(d) => route53::resolve(d, mode == Mode::Drill, run_id, &sub).await,
+        Action::KubernetesScale(k) => scale::resolve(k, &step.id, mode == Mode::Drill, &sub).await,
     }
 }
 
@@ -270,8 +300,9 @@ pub async fn execute(
             queries,
             freshness,
             min,
+            tolerance,
             ..
-        } => integrity::run(ctx, effect, queries, freshness.as_deref(), min).await,
+        } => integrity::run(ctx, effect, queries, freshness.as_deref(), min, *tolerance).await,
         Action::Command { .. } => {
             let argv = effect.argv.as_deref().unwrap_or_default();
             command::run(
@@ -294,6 +325,14 @@ pub async fn execute(
         }
         Action::Route53Failover(_) => {
             route53::run(effect, &format!("dr.step.{}.after-call", step.id)).await
+        }
+        Action::KubernetesScale(_) => {
+            scale::run(
+                effect,
+                std::time::Duration::from_secs(step.timeout_secs),
+                &journal_dir.join(format!("{}.out", step.id)),
+            )
+            .await
         }
     }
 }
