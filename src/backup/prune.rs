@@ -74,6 +74,9 @@ pub async fn prune(ctx: &Context, sources: &[String], dry_run: bool) -> Result<P
             rec.unreachable.join("; ")
         )));
     }
+    if !dry_run {
+        super::restore::sweep_staging(ctx, &names).await;
+    }
     let now = ctx.clock.now();
     let grace = now - Duration::hours(INCOMPLETE_GRACE_HOURS);
     let mut items = Vec::new();

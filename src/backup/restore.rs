@@ -30,6 +30,14 @@ pub struct RestoreOptions {
     pub force: bool,
     /// Read only from this repository.
     pub from: Option<String>,
+    /// Why: a drill or trial restore runs no post-restore command, restart or check URL
+    /// unless the source allows it for drills.
+    pub purpose: engine::Purpose,
+    /// Cancels the restore from outside; its swap goes through this fence.
+    pub control: engine::RestoreControl,
+    /// Written right after the swap (the restore's own record that it completed): the
+    /// file, and the report's fields as JSON in it.
+    pub marker: Option<std::path::PathBuf>,
 }
 
 /// What a restore did.
@@ -122,6 +130,15 @@ pub async fn restore(ctx: &Context, opts: &RestoreOptions) -> Result<RestoreRepo
     let backups = ctx.catalog.backups(Some(&source.name), None)?;
     let chosen = choose(opts, &backups)?;
     let id = chosen.manifest.backup_id.clone();
+    // Listed while it runs: what a killed restore leaves here tells `prune` which
+    // target's staging copies to sweep.
+    let _ledger = engine::staging::ledger_enter(&ledger_dir(ctx), &source.name, &id, &opts.target)?;
+    let job = engine::RestoreJob {
+        source: source.name.clone(),
+        backup_id: id.clone(),
+        purpose: opts.purpose,
+        control: opts.control.clone(),
+    };
 
     // Every repository holding this backup, in the source's order of preference;
     // verified copies first when --verified.
@@ -149,7 +166,16 @@ pub async fn restore(ctx: &Context, opts: &RestoreOptions) -> Result<RestoreRepo
     let mut last_err = None;
     for b in repos {
         let repo = b.manifest.repository.clone();
-        match restore_from(ctx, &engine, &repo, &source.name, &id, &opts.target).await {
+        match restore_from(
+            ctx,
+            &engine,
+            &repo,
+            &job,
+            &opts.target,
+            opts.marker.as_deref(),
+        )
+        .await
+        {
             Ok((manifest, outcome)) => {
                 return Ok(RestoreReport {
                     source: source.name.clone(),
@@ -164,8 +190,10 @@ pub async fn restore(ctx: &Context, opts: &RestoreOptions) -> Result<RestoreRepo
                 });
             }
             // Bad input (a refused target, an archive entry outside the source) would be
-            // the same from every repository: stop.
+            // the same from every repository: stop. So does a cancelled restore, and one
+            // that swapped its copy in before it failed (the target holds the backup).
             Err(e) if e.kind() == ErrorKind::BadInput => return Err(e),
+            Err(e) if job.control.is_cancelled() || job.control.is_committed() => return Err(e),
             Err(e) => {
                 warn!(source = %source.name, backup = %id, repository = %repo, error = %e, "restore from this repository failed; trying the next one");
                 fallbacks.push(format!("{repo}: {e}"));
@@ -180,23 +208,94 @@ async fn restore_from(
     ctx: &Context,
     engine: &Arc<dyn engine::Engine>,
     repo: &str,
-    source: &str,
-    id: &str,
+    job: &engine::RestoreJob,
     target: &str,
+    marker: Option<&std::path::Path>,
 ) -> Result<(crate::catalog::manifest::Manifest, engine::RestoreOutcome)> {
-    let (manifest, _) = read_manifest(ctx, repo, source, id).await?;
+    job.control.check()?;
+    let (manifest, _) = read_manifest(ctx, repo, &job.source, &job.backup_id).await?;
     let store = ctx.store(repo)?;
-    let key = layout::data_key(source, id);
+    let key = layout::data_key(&job.source, &job.backup_id);
     pipeline::check_stored(&store, &key, &manifest).await?;
     let ahead = ctx.policies.repositories[repo].max_in_flight;
     let handle = tokio::runtime::Handle::current();
+    if let Some(path) = marker {
+        let body = serde_json::to_vec(&marker_fields(
+            &job.source,
+            &job.backup_id,
+            repo,
+            target,
+            manifest.consistency_point,
+        ))
+        .expect("marker fields serialise");
+        job.control.set_marker(path.to_path_buf(), body);
+    }
     let engine = engine.clone();
     let m = manifest.clone();
     let target = target.to_string();
+    let job = job.clone();
     let outcome = blocking(move || {
         let mut stream = pipeline::open_raw(store, key, &m, ahead, handle)?;
-        engine.restore(&target, &mut stream, &m.counts)
+        engine.restore(&target, &mut stream, &m.counts, &job)
     })
     .await?;
     Ok((manifest, outcome))
+}
+
+/// What a completed restore records in its marker (and a DR restore step outputs).
+pub fn marker_fields(
+    source: &str,
+    backup_id: &str,
+    repository: &str,
+    target: &str,
+    consistency_point: DateTime<Utc>,
+) -> std::collections::BTreeMap<String, String> {
+    std::collections::BTreeMap::from([
+        ("target".to_string(), target.to_string()),
+        ("backup-id".to_string(), backup_id.to_string()),
+        (
+            "consistency-point".to_string(),
+            consistency_point.to_rfc3339(),
+        ),
+        ("repository".to_string(), repository.to_string()),
+        ("source".to_string(), source.to_string()),
+    ])
+}
+
+/// The ledger of restores in progress (see [`engine::staging`]).
+fn ledger_dir(ctx: &Context) -> std::path::PathBuf {
+    ctx.catalog
+        .path()
+        .parent()
+        .unwrap_or(std::path::Path::new("."))
+        .join("restores")
+}
+
+/// Remove what killed restores of `sources` left beside their targets: staging copies
+/// and staging databases whose restore is dead (never one still running). For `prune`
+/// (and anyone tidying up); returns what was removed. A target that cannot be swept
+/// now is kept in the ledger for the next time, with a warning.
+pub async fn sweep_staging(ctx: &Context, sources: &[String]) -> Vec<String> {
+    let mut removed = Vec::new();
+    for (file, entry) in engine::staging::ledger_dead(&ledger_dir(ctx)) {
+        if !sources.contains(&entry.source) {
+            continue;
+        }
+        let Ok(source) = ctx.policies.source(&entry.source) else {
+            // A source no longer in the policy: nothing to sweep with.
+            continue;
+        };
+        let engine: Arc<dyn engine::Engine> = Arc::from(engine::for_source(source));
+        let target = entry.target.clone();
+        match blocking(move || engine.sweep_staging(&target)).await {
+            Ok(done) => {
+                removed.extend(done);
+                let _ = std::fs::remove_file(&file);
+            }
+            Err(e) => {
+                warn!(source = %entry.source, target = %entry.target, error = %e, "leftover staging copies of a killed restore were not removed; the next prune tries again")
+            }
+        }
+    }
+    removed
 }

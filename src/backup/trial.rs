@@ -136,6 +136,10 @@ pub async fn restore_test(ctx: &Context, source: &str) -> Result<RestoreTestResu
         // The scratch target is lifeboat's own: every trial replaces it.
         force: true,
         from: None,
+        // A scratch copy: no post-restore command, restart or check URL, which act on
+        // the running service, ever runs for it.
+        purpose: crate::engine::Purpose::Trial,
+        ..RestoreOptions::default()
     };
     let mut result = RestoreTestResult {
         source: source.to_string(),

@@ -317,6 +317,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
                 verified,
                 force,
                 from,
+                ..Default::default()
             };
             commands::restore(g, &g.context().await?, opts).await
         }

@@ -163,6 +163,11 @@ impl Run {
         self.journal.join(format!("{step}.done.json"))
     }
 
+    /// Written by a restore itself right after its swap (see [`crate::engine::control`]).
+    fn marker_file(&self, step: &str) -> PathBuf {
+        self.journal.join(format!("{step}.restored.json"))
+    }
+
     /// Every step's row as checkpointed, in step-id order.
     fn rows(&self) -> Vec<DrStepRow> {
         self.rows
@@ -390,7 +395,7 @@ async fn drive(
     });
     std::fs::create_dir_all(&run.journal)
         .map_err(|e| Error::io(format!("creating {}", run.journal.display()), e))?;
-    recover(&run)?;
+    recover(&run).await?;
 
     let mut tasks: JoinSet<(String, Result<()>)> = JoinSet::new();
     let mut in_flight: BTreeSet<String> = BTreeSet::new();
@@ -482,8 +487,10 @@ async fn drive(
 }
 
 /// Steps left `running` by a crash: adopt the effect when its journal file says it
-/// happened, otherwise run the step again. Approval gates are re-opened.
-fn recover(run: &Run) -> Result<()> {
+/// happened (or, for a restore, the marker the restore wrote after its swap),
+/// otherwise remove what the interrupted restore left and run the step again.
+/// Approval gates are re-opened.
+async fn recover(run: &Run) -> Result<()> {
     let rows = run.rows();
     for mut row in rows {
         match row.state.as_str() {
@@ -500,7 +507,7 @@ fn recover(run: &Run) -> Result<()> {
                             "recovered: the effect completed before the interruption",
                         )?;
                     }
-                    Err(_) => match restored_before_journal(run, &row)? {
+                    Err(_) => match restored_before_journal(run, &row) {
                         Some(outputs) => {
                             row.state = state::SUCCEEDED.into();
                             row.outputs =
@@ -509,10 +516,11 @@ fn recover(run: &Run) -> Result<()> {
                             run.checkpoint(
                                 row,
                                 state::SUCCEEDED,
-                                "recovered: the restore target appeared before the interruption",
+                                "recovered: the restore recorded its swap before the interruption",
                             )?;
                         }
                         None => {
+                            sweep_interrupted(run, &row).await?;
                             row.state = state::PENDING.into();
                             run.checkpoint(
                                 row,
@@ -534,42 +542,50 @@ fn recover(run: &Run) -> Result<()> {
 }
 
 /// A restore interrupted after its swap but before its journal file was written: the
-/// swap is atomic, so a target that did not exist before and exists now is the restored
-/// backup whole. Its outputs are rebuilt from the effect and the catalog, so that the
-/// restore is not made a second time (which would also be refused: the target is no
-/// longer empty).
-fn restored_before_journal(run: &Run, row: &DrStepRow) -> Result<Option<BTreeMap<String, String>>> {
+/// restore itself recorded the swap in its marker file (written inside the swap's
+/// fence, see [`crate::engine::control`]), which holds the step's outputs. Nothing
+/// else counts as proof: a target folder that exists may hold only staging copies.
+fn restored_before_journal(run: &Run, row: &DrStepRow) -> Option<BTreeMap<String, String>> {
     let effect: Effect = serde_json::from_str(&row.effect).unwrap_or_default();
-    let (Some(source), Some(target), Some(backup)) =
-        (&effect.source, &effect.target, &effect.backup_id)
-    else {
-        return Ok(None);
-    };
-    if effect.kind != "restore"
-        || effect.target_existed != Some(false)
-        || !Path::new(target).exists()
-    {
-        return Ok(None);
+    if effect.kind != "restore" {
+        return None;
     }
-    let Some(b) = run
-        .ctx
-        .catalog
-        .backups(Some(source), None)?
-        .into_iter()
-        .find(|b| &b.manifest.backup_id == backup)
-    else {
-        return Ok(None);
+    let text = std::fs::read(run.marker_file(&row.step_id)).ok()?;
+    let outputs: BTreeMap<String, String> = serde_json::from_slice(&text).ok()?;
+    // The marker of this step's restore, of the backup it was resolved to.
+    (outputs.get("backup-id") == effect.backup_id.as_ref()
+        && outputs.get("target") == effect.target.as_ref())
+    .then_some(outputs)
+}
+
+/// Remove the staging copies an interrupted restore step left beside its target (its
+/// process is dead: this one holds the run's lock).
+async fn sweep_interrupted(run: &Run, row: &DrStepRow) -> Result<()> {
+    let effect: Effect = serde_json::from_str(&row.effect).unwrap_or_default();
+    let (Some(source), Some(target)) = (&effect.source, &effect.target) else {
+        return Ok(());
     };
-    Ok(Some(BTreeMap::from([
-        ("target".to_string(), target.clone()),
-        ("backup-id".to_string(), backup.clone()),
-        (
-            "consistency-point".to_string(),
-            b.manifest.consistency_point.to_rfc3339(),
+    if effect.kind != "restore" {
+        return Ok(());
+    }
+    let Ok(src) = run.ctx.policies.source(source) else {
+        return Ok(());
+    };
+    let engine = crate::engine::for_source(src);
+    let target = target.clone();
+    let removed = tokio::task::spawn_blocking(move || engine.sweep_staging(&target))
+        .await
+        .map_err(|e| Error::failed(format!("sweeping staging copies: {e}")))?;
+    match removed {
+        Ok(removed) if !removed.is_empty() => run.event(
+            &row.step_id,
+            "staging removed",
+            &format!("left by the interrupted restore: {}", removed.join(", ")),
         ),
-        ("repository".to_string(), b.manifest.repository.clone()),
-        ("source".to_string(), source.clone()),
-    ])))
+        Ok(_) => Ok(()),
+        // The next attempt sweeps again before it stages.
+        Err(e) => run.event(&row.step_id, "staging not removed", &e.to_string()),
+    }
 }
 
 fn write_journal(path: &Path, outputs: &BTreeMap<String, String>) -> Result<()> {
@@ -648,18 +664,49 @@ async fn run_step(run: &Run, step: &Step) -> Result<()> {
             &describe(&effect, attempt, attempts),
         )?;
         failpoint::hit(&format!("dr.step.{}.before-effect", step.id));
-        let result = match tokio::time::timeout(
-            Duration::from_secs(step.timeout_secs),
-            step::execute(&run.ctx, step, &effect, &run.journal),
-        )
-        .await
-        {
-            Ok(r) => r,
-            Err(_) => Err(Error::failed(format!(
+        // A marker of an earlier attempt must not vouch for this one.
+        let marker = run.marker_file(&step.id);
+        let _ = std::fs::remove_file(&marker);
+        let attempt_ctl = step::Attempt {
+            mode: run.mode,
+            control: crate::engine::RestoreControl::new(),
+            marker,
+        };
+        let timeout = Duration::from_secs(step.timeout_secs);
+        let timed_out = || {
+            Error::failed(format!(
                 "step {} did not finish within {}s (raise its timeout)",
                 step.id, step.timeout_secs
             ))
-            .retryable(true)),
+            .retryable(true)
+        };
+        let work = step::execute(&run.ctx, step, &effect, &run.journal, &attempt_ctl);
+        tokio::pin!(work);
+        let result = match tokio::time::timeout(timeout, &mut work).await {
+            Ok(r) => r,
+            // A restore runs on a blocking thread that dropping the future would leave
+            // running, racing the retry or the rollback on the same target: cancel it and
+            // wait until it has stopped (it checks between chunks and before its swap).
+            Err(_) if effect.kind == "restore" => {
+                let swapped = attempt_ctl.control.cancel(format!(
+                    "step {} timed out after {}s",
+                    step.id, step.timeout_secs
+                ));
+                run.event(
+                    &step.id,
+                    "timed out",
+                    "waiting for the restore to stop before anything else touches its target",
+                )?;
+                let late = work.await;
+                if swapped {
+                    // The swap had happened: the copy is in place, the attempt finished.
+                    late
+                } else {
+                    run.event(&step.id, "attempt stopped", "the target was not replaced")?;
+                    Err(timed_out())
+                }
+            }
+            Err(_) => Err(timed_out()),
         };
         match result {
             Ok(outputs) => {

@@ -32,7 +32,7 @@ mod hook;
 
 use super::counts::{self, Counts};
 use super::spool::Spool;
-use super::{Engine, RestoreOutcome, Snapshot};
+use super::{Engine, RestoreJob, RestoreOutcome, Snapshot};
 use crate::error::{Error, Result};
 use crate::pipeline::read_error;
 use crate::policy::FaissConfig;
@@ -206,10 +206,13 @@ impl Engine for FaissEngine {
         target: &str,
         stream: &mut dyn Read,
         expected: &Counts,
+        job: &RestoreJob,
     ) -> Result<RestoreOutcome> {
         let dir = Path::new(target);
         let names = self.names()?;
-        let mut archive = tar::Archive::new(stream);
+        self.sweep_staging(target)?;
+        let mut stream = job.control.reader(stream);
+        let mut archive = tar::Archive::new(&mut stream);
         let mut staged: Vec<Staged> = Vec::new();
         let entries = archive
             .entries()
@@ -246,7 +249,7 @@ impl Engine for FaissEngine {
             }
             let mode = entry.header().mode().ok();
             let target = dir.join(&name);
-            let file = super::stage_beside(&target, &mut entry)?;
+            let file = super::stage_beside(&target, &mut entry, job)?;
             staged.push(Staged {
                 name,
                 target,
@@ -281,29 +284,38 @@ impl Engine for FaissEngine {
         }
 
         let all: Vec<String> = staged.iter().map(|s| s.name.clone()).collect();
-        for (i, s) in staged.into_iter().enumerate() {
-            if let Some(mode) = s.mode {
-                set_mode(s.file.path(), mode)?;
+        job.control.commit(|| {
+            for (i, s) in staged.into_iter().enumerate() {
+                if let Some(mode) = s.mode {
+                    set_mode(s.file.path(), mode)?;
+                }
+                super::swap_in(s.file, &s.target).map_err(|e| {
+                    e.context(format!(
+                        "restore into {target} stopped after replacing [{}]; not replaced: [{}]",
+                        all[..i].join(", "),
+                        all[i..].join(", ")
+                    ))
+                })?;
             }
-            super::swap_in(s.file, &s.target).map_err(|e| {
-                e.context(format!(
-                    "restore into {target} stopped after replacing [{}]; not replaced: [{}]",
-                    all[..i].join(", "),
-                    all[i..].join(", ")
-                ))
-            })?;
-        }
+            Ok(())
+        })?;
         tracing::info!(target = %target, files = all.len(), "faiss files restored");
 
         // The files are in place whatever the command does: a failure here fails the run
-        // but must not send the restore on to another repository.
+        // but must not send the restore on to another repository. The command acts on
+        // the service (a rollout restart): it runs for a real restore only, in a drill
+        // only when the source says so (`post-restore-in-drills`), never in a trial.
         let mut after_swap_error = None;
         if let Some(cmd) = &self.cfg.post_restore {
-            match hook::run(cmd, dir, self.cfg.post_restore_timeout) {
-                Ok(o) => {
-                    tracing::info!(command = %cmd.join(" "), status = %o.status, stdout = %o.stdout, stderr = %o.stderr, "post-restore command finished");
+            if job.purpose.runs_after_swap(self.cfg.post_restore_in_drills) {
+                match hook::run(cmd, dir, self.cfg.post_restore_timeout, job.purpose) {
+                    Ok(o) => {
+                        tracing::info!(command = %cmd.join(" "), status = %o.status, stdout = %o.stdout, stderr = %o.stderr, "post-restore command finished");
+                    }
+                    Err(e) => after_swap_error = Some(e.to_string()),
                 }
-                Err(e) => after_swap_error = Some(e.to_string()),
+            } else {
+                tracing::info!(command = %cmd.join(" "), target = %target, "post-restore command not run: {}", job.purpose.skip_note());
             }
         }
         Ok(RestoreOutcome {
@@ -311,6 +323,15 @@ impl Engine for FaissEngine {
             swapped: true,
             after_swap_error,
         })
+    }
+
+    fn sweep_staging(&self, target: &str) -> Result<Vec<String>> {
+        let dir = Path::new(target);
+        let mut removed = Vec::new();
+        for name in self.names()? {
+            removed.extend(super::sweep_file_target(&dir.join(name).to_string_lossy())?);
+        }
+        Ok(removed)
     }
 
     fn count_target(&self, target: &str) -> Result<Counts> {
@@ -396,6 +417,7 @@ mod tests {
             paths: vec![src.join("a.faiss"), src.join("ids.json")],
             post_restore: post_restore.map(|c| c.iter().map(|s| s.to_string()).collect()),
             post_restore_timeout: Duration::from_secs(10),
+            post_restore_in_drills: false,
         });
         let spool = Spool::new(Some(dir.path().join("spool")));
         Fixture { dir, engine, spool }
@@ -415,8 +437,12 @@ mod tests {
 
         fn restore(&self, raw: &[u8], expected: &Counts) -> Result<RestoreOutcome> {
             let t = self.target();
-            self.engine
-                .restore(t.to_str().unwrap(), &mut &raw[..], expected)
+            self.engine.restore(
+                t.to_str().unwrap(),
+                &mut &raw[..],
+                expected,
+                &RestoreJob::default(),
+            )
         }
     }
 

@@ -6,7 +6,7 @@
 
 use super::counts::Counts;
 use super::spool::Spool;
-use super::{Engine, RestoreOutcome, Snapshot, counts};
+use super::{Engine, RestoreJob, RestoreOutcome, Snapshot, counts};
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use std::fs::{self, File, Metadata};
@@ -92,6 +92,10 @@ impl Engine for FileEngine {
         super::check_file_target(target, force)
     }
 
+    fn sweep_staging(&self, target: &str) -> Result<Vec<String>> {
+        super::sweep_file_target(target)
+    }
+
     fn count_target(&self, target: &str) -> Result<Counts> {
         fs::metadata(target).map_err(|e| Error::io(target, e))?;
         Ok(Counts::new())
@@ -102,12 +106,13 @@ impl Engine for FileEngine {
         target: &str,
         stream: &mut dyn Read,
         expected: &Counts,
+        job: &RestoreJob,
     ) -> Result<RestoreOutcome> {
         let target = Path::new(target);
-        let staging = super::stage_beside(target, stream)?;
+        let staging = super::stage_beside(target, stream, job)?;
         let report = counts::compare(expected, &Counts::new());
         if report.ok() {
-            super::swap_in(staging, target)?;
+            job.control.commit(|| super::swap_in(staging, target))?;
         }
         Ok(RestoreOutcome {
             swapped: report.ok(),

@@ -339,7 +339,7 @@ fn swap_folder(staged: tempfile::TempDir, target: &Path, parent: &Path) -> Resul
         Ok(_) => {
             // Named after the staging folder, which is unique in `parent`.
             let staged_name = staged.file_name().unwrap_or_default().to_string_lossy();
-            let old = parent.join(staged_name.replacen("lifeboat-staging-", "lifeboat-old-", 1));
+            let old = parent.join(super::staging::old_name(&staged_name));
             fs::rename(target, &old)
                 .map_err(|e| Error::io(format!("moving {} aside", target.display()), e))?;
             Some(old)
@@ -448,14 +448,17 @@ impl Engine for FilesEngine {
         target: &str,
         stream: &mut dyn Read,
         expected: &Counts,
+        job: &super::RestoreJob,
     ) -> Result<RestoreOutcome> {
         let target_path = Path::new(target);
         let (parent, name) = parent_of(target_path)?;
+        super::staging::sweep_beside(target_path)?;
         let staging = tempfile::Builder::new()
-            .prefix(&format!(".{name}.lifeboat-staging-"))
+            .prefix(&job.staging_prefix(&name))
             .tempdir_in(&parent)
             .map_err(|e| Error::io(format!("staging folder in {}", parent.display()), e))?;
-        let mut archive = tar::Archive::new(stream);
+        let mut stream = job.control.reader(stream);
+        let mut archive = tar::Archive::new(&mut stream);
         let mut seen = BTreeSet::new();
         let (mut files, mut bytes) = (0u64, 0u64);
         let entries = archive
@@ -516,13 +519,18 @@ impl Engine for FilesEngine {
                 after_swap_error: None,
             });
         }
-        swap_folder(staging, target_path, &parent)?;
+        job.control
+            .commit(|| swap_folder(staging, target_path, &parent))?;
         tracing::info!(target = %target, files, bytes, "files restored");
         Ok(RestoreOutcome {
             counts: report,
             swapped: true,
             after_swap_error: None,
         })
+    }
+
+    fn sweep_staging(&self, target: &str) -> Result<Vec<String>> {
+        super::sweep_file_target(target)
     }
 
     fn count_target(&self, target: &str) -> Result<Counts> {
@@ -542,6 +550,10 @@ mod tests {
     use super::*;
     use crate::error::ErrorKind;
     use crate::policy::FilesPath;
+
+    fn job() -> crate::engine::RestoreJob {
+        crate::engine::RestoreJob::default()
+    }
 
     struct Fixture {
         dir: tempfile::TempDir,
@@ -637,7 +649,7 @@ mod tests {
         let (raw, counts, _) = f.backup();
         let t = f.target();
         let t = t.to_str().unwrap();
-        let out = f.engine.restore(t, &mut &raw[..], &counts).unwrap();
+        let out = f.engine.restore(t, &mut &raw[..], &counts, &job()).unwrap();
         assert!(out.swapped && out.counts.ok());
         for rel in ["app.yaml", "values/base.yaml", "values/prod/override.yaml"] {
             assert_eq!(
@@ -670,11 +682,14 @@ mod tests {
 
         let mut wrong = counts.clone();
         wrong.insert("files".into(), 4);
-        let out = f.engine.restore(ts, &mut &raw[..], &wrong).unwrap();
+        let out = f.engine.restore(ts, &mut &raw[..], &wrong, &job()).unwrap();
         assert!(!out.swapped);
         assert_eq!(fs::read(t.join("stale.yaml")).unwrap(), b"old");
 
-        let out = f.engine.restore(ts, &mut &raw[..], &counts).unwrap();
+        let out = f
+            .engine
+            .restore(ts, &mut &raw[..], &counts, &job())
+            .unwrap();
         assert!(out.swapped);
         assert!(!t.join("stale.yaml").exists());
         assert_eq!(f.engine.count_target(ts).unwrap(), counts);
@@ -696,7 +711,7 @@ mod tests {
             let t = f.target();
             let err = f
                 .engine
-                .restore(t.to_str().unwrap(), &mut &raw[..], &Counts::new())
+                .restore(t.to_str().unwrap(), &mut &raw[..], &Counts::new(), &job())
                 .unwrap_err();
             assert_eq!(err.kind(), ErrorKind::BadInput);
             assert!(err.to_string().contains("outside the target"), "{err}");

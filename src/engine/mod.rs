@@ -3,6 +3,7 @@
 //! a staging copy that is swapped in only after its counts match.
 
 pub(crate) mod child;
+pub mod control;
 pub mod counts;
 pub mod faiss;
 pub mod file;
@@ -14,11 +15,13 @@ pub mod rds;
 pub mod redis;
 pub mod spool;
 pub mod sqlite;
+pub mod staging;
 pub(crate) mod stamp;
 
 use crate::error::{Error, Result};
 use crate::policy::{Source, SourceConfig};
 use chrono::{DateTime, Utc};
+pub use control::RestoreControl;
 use counts::{Counts, CountsReport};
 use std::fs;
 use std::io::{Read, Write};
@@ -128,6 +131,72 @@ pub struct RestoreOutcome {
     pub after_swap_error: Option<String>,
 }
 
+/// Why a restore is made. It decides whether the steps after the swap that reach
+/// beyond the restored copy run: a post-restore command, a restart, a check URL. They
+/// act on the running service (restart production search, count production Redis),
+/// so they run for real restores only; a drill runs them only where the source asks
+/// for it explicitly, and a trial restore into a scratch target never does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Purpose {
+    /// Into the real target (`lifeboat restore`, a DR run).
+    #[default]
+    Real,
+    /// A DR drill's copy beside the real target.
+    Drill,
+    /// A trial restore into a scratch target (`verify --restore`).
+    Trial,
+}
+
+impl Purpose {
+    /// Whether after-swap steps run, given the source's explicit drill setting.
+    pub fn runs_after_swap(self, in_drills: bool) -> bool {
+        match self {
+            Purpose::Real => true,
+            Purpose::Drill => in_drills,
+            Purpose::Trial => false,
+        }
+    }
+
+    /// The value of `LIFEBOAT_RESTORE_PURPOSE` for a command that runs after the swap.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Real => "restore",
+            Purpose::Drill => "drill",
+            Purpose::Trial => "trial",
+        }
+    }
+
+    /// Why the after-swap steps were left out, for the log.
+    pub fn skip_note(self) -> &'static str {
+        match self {
+            Purpose::Real => "",
+            Purpose::Drill => "a drill does not run it unless the source allows it for drills",
+            Purpose::Trial => "a trial restore never runs it",
+        }
+    }
+}
+
+/// One restore attempt: what it restores, why, and its control (cancellation, the
+/// commit fence, the completion marker).
+#[derive(Debug, Clone, Default)]
+pub struct RestoreJob {
+    /// Source restored (names the staging copies).
+    pub source: String,
+    /// Backup restored (names the staging copies).
+    pub backup_id: String,
+    /// Why.
+    pub purpose: Purpose,
+    /// Checked between chunks and before the swap; the swap goes through its fence.
+    pub control: RestoreControl,
+}
+
+impl RestoreJob {
+    /// The prefix of this attempt's staging copy beside the file or folder `name`.
+    pub fn staging_prefix(&self, name: &str) -> String {
+        staging::name_prefix(name, &self.source, &self.backup_id)
+    }
+}
+
 /// A kind of data store.
 pub trait Engine: Send + Sync {
     /// Take a consistent snapshot (blocking).
@@ -166,14 +235,22 @@ pub trait Engine: Send + Sync {
     fn check_target(&self, target: &str, force: bool) -> Result<()>;
 
     /// Restore the raw stream into a staging copy beside `target`, recount, and swap it
-    /// in only if the counts equal `expected`. Any error leaves the target untouched
-    /// and removes the staging copy.
+    /// in only if the counts equal `expected`, through `job.control`'s fence. Any error
+    /// leaves the target untouched and removes the staging copy. Leftover staging
+    /// copies of dead restores of the same target are removed first.
     fn restore(
         &self,
         target: &str,
         stream: &mut dyn Read,
         expected: &Counts,
+        job: &RestoreJob,
     ) -> Result<RestoreOutcome>;
+
+    /// Remove what restores into `target` that did not finish left behind (staging
+    /// copies whose owner is dead, see [`staging`]); returns what was removed.
+    fn sweep_staging(&self, _target: &str) -> Result<Vec<String>> {
+        Ok(Vec::new())
+    }
 
     /// Count an existing target the way a restore counts it (for `lifeboat compare`
     /// and the DR integrity step).
@@ -242,21 +319,36 @@ fn target_dir(target: &Path) -> Result<&Path> {
     Ok(dir)
 }
 
+/// Remove leftover staging copies beside a file target, as paths for the log.
+pub(crate) fn sweep_file_target(target: &str) -> Result<Vec<String>> {
+    Ok(staging::sweep_beside(Path::new(target))?
+        .into_iter()
+        .map(|p| p.display().to_string())
+        .collect())
+}
+
 /// Write the whole stream into a hidden staging file beside `target` (same file system,
-/// so the swap is a rename), fsynced. The file is removed when dropped unless swapped in.
+/// so the swap is a rename), fsynced, named after its owner (see [`staging`]); the
+/// dead restores' leftovers beside it are removed first. The file is removed when
+/// dropped unless swapped in. The target's folder is created if missing, so its
+/// existence says nothing about whether the restore completed: the completion marker
+/// (see [`control`]) does.
 pub(crate) fn stage_beside(
     target: &Path,
     stream: &mut dyn Read,
+    job: &RestoreJob,
 ) -> Result<tempfile::NamedTempFile> {
     let dir = target_dir(target)?;
     let name = target
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("restore");
+    staging::sweep_beside(target)?;
     let mut staging = tempfile::Builder::new()
-        .prefix(&format!(".{name}.lifeboat-staging-"))
+        .prefix(&job.staging_prefix(name))
         .tempfile_in(dir)
         .map_err(|e| Error::io(format!("staging file in {}", dir.display()), e))?;
+    let mut stream = job.control.reader(stream);
     let mut buf = vec![0u8; 1 << 20];
     loop {
         let n = stream

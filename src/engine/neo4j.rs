@@ -515,8 +515,11 @@ impl Engine for Neo4jEngine {
         target: &str,
         stream: &mut dyn Read,
         expected: &Counts,
+        job: &super::RestoreJob,
     ) -> Result<RestoreOutcome> {
         Self::check_name(target)?;
+        // The load replaces the database in place: a cancelled attempt stops before it.
+        job.control.check()?;
         let http = self.http()?;
         let loaded = match &self.cfg.mode {
             Neo4jMode::OfflineDump => self.load_dump(&http, target, stream),

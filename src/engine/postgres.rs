@@ -21,7 +21,7 @@
 
 use super::counts::Counts;
 use super::spool::Spool;
-use super::{Engine, RestoreOutcome, Snapshot, SnapshotCounts};
+use super::{Engine, RestoreJob, RestoreOutcome, Snapshot, SnapshotCounts};
 use crate::error::{Error, Result};
 use crate::policy::PostgresConfig;
 use crate::storage::{Check, CheckStatus};
@@ -441,6 +441,110 @@ impl Drop for DumpReader {
     }
 }
 
+/// The longest database name PostgreSQL keeps (NAMEDATALEN - 1); longer ones are cut.
+const MAX_DB_NAME: usize = 63;
+
+/// A database beside `db` for a restore's `role` (`staging`, or `old` for the replaced
+/// database on its way out): `DB_lb_ROLE_PID_HOST_RANDOM`, named after this process so
+/// that a later run can tell a dead restore's leftover from a live one (see
+/// [`super::staging`]). `DB` is cut so that the whole fits.
+fn staging_name(db: &str, role: &str) -> String {
+    let me = super::staging::Owner::me();
+    let tail = format!(
+        "_lb_{role}_{}_{}_{:04x}",
+        me.pid,
+        me.host,
+        rand::random::<u16>()
+    );
+    let mut head: String = db.to_string();
+    while head.len() + tail.len() > MAX_DB_NAME {
+        head.pop();
+    }
+    format!("{head}{tail}")
+}
+
+/// The comment a staging database carries: which target it stands beside, for whom.
+/// A sweep trusts a name only with this comment (a cut name could match another
+/// database's prefix).
+fn staging_comment(db: &str, job: &RestoreJob) -> String {
+    let me = super::staging::Owner::me();
+    format!(
+        "lifeboat staging of database {db}: source {}, backup {}, pid {} on host {}",
+        job.source, job.backup_id, me.pid, me.host
+    )
+}
+
+/// A SQL string literal.
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+/// The owner named in a staging database's name, when it is one of `db`'s.
+fn staging_owner(name: &str, db: &str) -> Option<super::staging::Owner> {
+    for role in ["staging", "old"] {
+        if let Some(rest) = name.strip_prefix(&format!("{db}_lb_{role}_")) {
+            let mut parts = rest.split('_');
+            let pid = parts.next()?.parse().ok()?;
+            let host = parts.next()?.to_string();
+            return Some(super::staging::Owner { pid, host });
+        }
+    }
+    None
+}
+
+/// Drop the staging databases beside `db` (and replaced databases left on their way
+/// out) whose restore is dead: made on this host by a process that no longer runs,
+/// labelled for `db`, and with no session on them. Returns what was dropped.
+async fn sweep_databases(admin: &Target, db: &str) -> Result<Vec<String>> {
+    let client = admin.connect().await?;
+    let rows = client
+        .query(
+            "SELECT d.datname, coalesce(shobj_description(d.oid, 'pg_database'), ''),
+                    (SELECT count(*) FROM pg_stat_activity a WHERE a.datname = d.datname)
+             FROM pg_database d WHERE d.datname LIKE '%\\_lb\\_staging\\_%' OR d.datname LIKE '%\\_lb\\_old\\_%'",
+            &[],
+        )
+        .await
+        .map_err(|e| pg_error("listing staging databases", e))?;
+    let mut dropped = Vec::new();
+    let label = format!("lifeboat staging of database {db}:");
+    for r in rows {
+        let (name, comment, sessions): (String, String, i64) = (r.get(0), r.get(1), r.get(2));
+        let owner = match staging_owner(&name, db) {
+            Some(o) => Some(o),
+            // A cut name: trust the label only.
+            None if comment.starts_with(&label) => parse_comment_owner(&comment),
+            None => None,
+        };
+        let Some(owner) = owner else { continue };
+        // The replaced database carries no label: its name alone must match.
+        let ours = comment.starts_with(&label) || staging_owner(&name, db).is_some();
+        if !ours || sessions > 0 || !owner.is_local() || owner.may_be_alive() {
+            continue;
+        }
+        client
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                ident(&name)
+            ))
+            .await
+            .map_err(|e| pg_error(&format!("dropping leftover staging database {name}"), e))?;
+        tracing::info!(database = %name, "dropped the staging database of a restore that did not finish");
+        dropped.push(format!("database {name}"));
+    }
+    Ok(dropped)
+}
+
+/// The owner in a staging database's label.
+fn parse_comment_owner(comment: &str) -> Option<super::staging::Owner> {
+    let rest = comment.split(", pid ").nth(1)?;
+    let (pid, host) = rest.split_once(" on host ")?;
+    Some(super::staging::Owner {
+        pid: pid.parse().ok()?,
+        host: host.trim().to_string(),
+    })
+}
+
 impl PostgresEngine {
     /// The drill twin of a restore target: the same server, database `DB_drill_SUFFIX`,
     /// so that a drill never writes the database it rehearses restoring.
@@ -716,23 +820,38 @@ impl Engine for PostgresEngine {
         target: &str,
         stream: &mut dyn Read,
         expected: &Counts,
+        job: &RestoreJob,
     ) -> Result<RestoreOutcome> {
         let t = self.target(target)?;
         let db = t.dbname()?.to_string();
         let admin = t.with_db("postgres");
-        let staging = format!("{db}_lb_staging_{:08x}", rand::random::<u32>());
         let handle = Handle::current();
         {
+            let admin = admin.clone();
+            let db = db.clone();
+            handle.block_on(async move { sweep_databases(&admin, &db).await })?;
+        }
+        let staging = staging_name(&db, "staging");
+        {
             let (admin, staging) = (admin.clone(), staging.clone());
+            let comment = staging_comment(&db, job);
             handle.block_on(async move {
-                admin
-                    .connect()
-                    .await?
+                let client = admin.connect().await?;
+                client
                     .batch_execute(&format!("CREATE DATABASE {}", ident(&staging)))
                     .await
-                    .map_err(|e| pg_error(&format!("creating staging database {staging}"), e))
+                    .map_err(|e| pg_error(&format!("creating staging database {staging}"), e))?;
+                client
+                    .batch_execute(&format!(
+                        "COMMENT ON DATABASE {} IS {}",
+                        ident(&staging),
+                        literal(&comment)
+                    ))
+                    .await
+                    .map_err(|e| pg_error(&format!("labelling staging database {staging}"), e))
             })?;
         }
+        let mut stream = job.control.reader(stream);
         let drop_staging = |why: &str| {
             let (a, st) = (admin.clone(), staging.clone());
             let r = handle.block_on(async move {
@@ -813,9 +932,9 @@ impl Engine for PostgresEngine {
         }
         // Swap: both renames in one transaction, so the target name always names a
         // whole database; the old one is dropped afterwards.
-        let old = format!("{db}_lb_old_{:08x}", rand::random::<u32>());
+        let old = staging_name(&db, "old");
         let (a, d, o, st) = (admin.clone(), db.clone(), old.clone(), staging.clone());
-        let swapped = handle.block_on(async move {
+        let swapped = job.control.commit(|| handle.block_on(async move {
             let client = a.connect().await?;
             let exists: bool = client
                 .query_one("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", &[&d])
@@ -848,7 +967,7 @@ impl Engine for PostgresEngine {
                 tracing::warn!(database = %o, error = %e, "the replaced database was kept; drop it by hand");
             }
             Ok::<_, Error>(())
-        });
+        }));
         if let Err(e) = swapped {
             drop_staging("swap failed");
             return Err(e);
@@ -862,6 +981,13 @@ impl Engine for PostgresEngine {
 
     fn count_target(&self, target: &str) -> Result<Counts> {
         self.count(&self.target(target)?)
+    }
+
+    fn sweep_staging(&self, target: &str) -> Result<Vec<String>> {
+        let t = self.target(target)?;
+        let db = t.dbname()?.to_string();
+        let admin = t.with_db("postgres");
+        Handle::current().block_on(async move { sweep_databases(&admin, &db).await })
     }
 
     fn checks(&self) -> Vec<Check> {

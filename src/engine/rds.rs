@@ -521,6 +521,7 @@ impl Engine for RdsEngine {
         _target: &str,
         _stream: &mut dyn Read,
         _expected: &Counts,
+        _job: &super::RestoreJob,
     ) -> Result<RestoreOutcome> {
         Err(self.refuse_restore())
     }

@@ -48,7 +48,7 @@ mod resp;
 use super::counts::{self, Counts, CountsReport};
 use super::rdb::{self, Checksum, RdbSummary};
 use super::spool::{Spool, SpoolFile};
-use super::{Engine, RestoreOutcome, Snapshot};
+use super::{Engine, RestoreJob, RestoreOutcome, Snapshot};
 use crate::error::{Error, ErrorKind, Result};
 use crate::policy::{RedisConfig, RedisMode};
 use crate::storage::{Check, CheckStatus};
@@ -184,6 +184,7 @@ impl Throwaway {
         file: &str,
         databases: u64,
         timeout: Duration,
+        control: Option<&super::RestoreControl>,
     ) -> Result<Throwaway> {
         let mut attempt = 0;
         loop {
@@ -213,7 +214,7 @@ impl Throwaway {
                 .spawn()
                 .map_err(|e| tool_error(server, "redis-server", e))?;
             let mut t = Throwaway { child, port, log };
-            match t.wait_ready(timeout) {
+            match t.wait_ready(timeout, control) {
                 Ok(()) => return Ok(t),
                 // Another process took the port between our probe and the bind.
                 Err(e) if attempt < 3 && t.log_tail().contains("Address already in use") => {
@@ -233,9 +234,17 @@ impl Throwaway {
         tail(&text, 4)
     }
 
-    fn wait_ready(&mut self, timeout: Duration) -> Result<()> {
+    fn wait_ready(
+        &mut self,
+        timeout: Duration,
+        control: Option<&super::RestoreControl>,
+    ) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
+            // A cancelled restore stops waiting; dropping the server kills it.
+            if let Some(c) = control {
+                c.check()?;
+            }
             if let Ok(Some(status)) = self.child.try_wait() {
                 return Err(Error::failed(format!(
                     "redis-server exited ({status}) before answering: {}",
@@ -279,9 +288,13 @@ impl Throwaway {
 
 impl Drop for Throwaway {
     fn drop(&mut self) {
-        if let Ok(mut c) = Conn::connect("127.0.0.1", self.port, Duration::from_secs(2)) {
-            let _ = c.cmd(&["SHUTDOWN", "NOSAVE"]);
-        }
+        let Ok(mut c) = Conn::connect("127.0.0.1", self.port, Duration::from_secs(2)) else {
+            // Nothing answers (it never came up, or hangs before listening): kill it.
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            return;
+        };
+        let _ = c.cmd(&["SHUTDOWN", "NOSAVE"]);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -635,13 +648,20 @@ impl RedisEngine {
         Ok(name)
     }
 
-    /// Load `dir/file` in a throwaway server and count its keyspace.
-    fn load_and_count(&self, dir: &Path, file: &str, summary: &RdbSummary) -> Result<Counts> {
+    /// Load `dir/file` in a throwaway server and count its keyspace; a restore's
+    /// `control` stops the wait for it.
+    fn load_and_count(
+        &self,
+        dir: &Path,
+        file: &str,
+        summary: &RdbSummary,
+        control: Option<&super::RestoreControl>,
+    ) -> Result<Counts> {
         let dir = fs::canonicalize(dir).map_err(|e| Error::io(dir.display(), e))?;
         // Loading runs at well over 20 MiB/s; the floor covers start-up.
         let timeout = Duration::from_secs(60 + summary.size / (20 << 20));
         let databases = summary.max_db().map_or(16, |d| d + 1);
-        let server = Throwaway::start(&self.cfg.server, &dir, file, databases, timeout)?;
+        let server = Throwaway::start(&self.cfg.server, &dir, file, databases, timeout, control)?;
         let counts = server.keyspace()?;
         debug!(file = %dir.join(file).display(), counts = ?counts, "throwaway redis-server counted");
         Ok(counts)
@@ -839,11 +859,12 @@ impl Engine for RedisEngine {
         target: &str,
         stream: &mut dyn Read,
         expected: &Counts,
+        job: &RestoreJob,
     ) -> Result<RestoreOutcome> {
         let name = self.rdb_name()?;
         let dir = Path::new(target);
         let rdb_file = dir.join(name);
-        let staging = super::stage_beside(&rdb_file, stream)?;
+        let staging = super::stage_beside(&rdb_file, stream, job)?;
         let what = format!("restored RDB {}", staging.path().display());
         let summary = inspect_file(staging.path(), &what)?;
         // The staged bytes are the backed-up bytes: their own counts must be exact.
@@ -861,7 +882,8 @@ impl Engine for RedisEngine {
             .and_then(|n| n.to_str())
             .expect("a staging name we made")
             .to_string();
-        let loaded = self.load_and_count(dir, &staged_name, &summary)?;
+        job.control.check()?;
+        let loaded = self.load_and_count(dir, &staged_name, &summary, Some(&job.control))?;
         let report = self.compare(expected, &loaded);
         if !report.ok() {
             return Ok(RestoreOutcome {
@@ -870,19 +892,34 @@ impl Engine for RedisEngine {
                 after_swap_error: None,
             });
         }
-        super::swap_in(staging, &rdb_file)?;
+        job.control.commit(|| super::swap_in(staging, &rdb_file))?;
         info!(target = %rdb_file.display(), "RDB swapped in");
         // The file is in place from here on: failures below fail the run, but must not
-        // send the restore on to another repository.
-        let after_swap_error = self
-            .after_swap(&rdb_file, expected)
-            .err()
-            .map(|e| e.to_string());
+        // send the restore on to another repository. The restart and the check URL act
+        // on the running server: for a real restore only, in a drill only when the
+        // source says so (`restore.restart-in-drills`), never in a trial.
+        let after_swap_error = if job
+            .purpose
+            .runs_after_swap(self.cfg.restore.restart_in_drills)
+        {
+            self.after_swap(&rdb_file, expected)
+                .err()
+                .map(|e| e.to_string())
+        } else {
+            if self.cfg.restore.restart.is_some() || self.cfg.restore.check_url.is_some() {
+                info!(target = %rdb_file.display(), "restore.restart and restore.check-url not run: {}", job.purpose.skip_note());
+            }
+            None
+        };
         Ok(RestoreOutcome {
             counts: report,
             swapped: true,
             after_swap_error,
         })
+    }
+
+    fn sweep_staging(&self, target: &str) -> Result<Vec<String>> {
+        super::sweep_file_target(&Path::new(target).join(self.rdb_name()?).to_string_lossy())
     }
 
     fn count_target(&self, target: &str) -> Result<Counts> {
@@ -899,7 +936,7 @@ impl Engine for RedisEngine {
             )));
         }
         let summary = inspect_file(&file, &what)?;
-        self.load_and_count(dir, name, &summary)
+        self.load_and_count(dir, name, &summary, None)
     }
 
     /// Key counts may shrink after a restore as TTLs pass, within the tolerance; a
@@ -1037,6 +1074,7 @@ mod tests {
             restore: RedisRestore {
                 rdb_name: "dump.rdb".into(),
                 restart: None,
+                restart_in_drills: false,
                 check_url: None,
             },
         })
@@ -1092,6 +1130,7 @@ mod tests {
             "dump.rdb",
             16,
             Duration::from_secs(30),
+            None,
         )
         .expect("redis-server on PATH (scripts/test.sh installs it)")
     }

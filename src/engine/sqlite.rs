@@ -9,7 +9,7 @@
 
 use super::counts::{self, Counts};
 use super::spool::{Spool, SpoolFile};
-use super::{Engine, RestoreOutcome, Snapshot};
+use super::{Engine, RestoreJob, RestoreOutcome, Snapshot};
 use crate::error::{Error, Result};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OpenFlags};
@@ -146,6 +146,10 @@ impl Engine for SqliteEngine {
         super::check_file_target(target, force)
     }
 
+    fn sweep_staging(&self, target: &str) -> Result<Vec<String>> {
+        super::sweep_file_target(target)
+    }
+
     fn count_target(&self, target: &str) -> Result<Counts> {
         let what = format!("sqlite database {target}");
         let conn = Connection::open_with_flags(target, OpenFlags::SQLITE_OPEN_READ_ONLY)
@@ -159,9 +163,10 @@ impl Engine for SqliteEngine {
         target: &str,
         stream: &mut dyn Read,
         expected: &Counts,
+        job: &RestoreJob,
     ) -> Result<RestoreOutcome> {
         let target = Path::new(target);
-        let staging = super::stage_beside(target, stream)?;
+        let staging = super::stage_beside(target, stream, job)?;
         let what = format!("restored copy {}", staging.path().display());
         let conn = Connection::open_with_flags(staging.path(), OpenFlags::SQLITE_OPEN_READ_WRITE)
             .map_err(|e| Error::from(e).context(&what))?;
@@ -176,23 +181,25 @@ impl Engine for SqliteEngine {
                 after_swap_error: None,
             });
         }
-        // Fold any WAL of the old target into it before its sidecars go, so that a crash
-        // before the rename leaves the old database whole, and a stale WAL can never be
-        // replayed onto the restored one.
-        if target.exists()
-            && let Ok(old) = Connection::open(target)
-        {
-            let _ = old.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-            let _ = old.close();
-        }
-        for ext in ["-wal", "-shm", "-journal"] {
-            let side = sidecar(target, ext);
-            if side.exists() {
-                fs::remove_file(&side)
-                    .map_err(|e| Error::io(format!("removing {}", side.display()), e))?;
+        job.control.commit(|| {
+            // Fold any WAL of the old target into it before its sidecars go, so that a
+            // crash before the rename leaves the old database whole, and a stale WAL can
+            // never be replayed onto the restored one.
+            if target.exists()
+                && let Ok(old) = Connection::open(target)
+            {
+                let _ = old.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+                let _ = old.close();
             }
-        }
-        super::swap_in(staging, target)?;
+            for ext in ["-wal", "-shm", "-journal"] {
+                let side = sidecar(target, ext);
+                if side.exists() {
+                    fs::remove_file(&side)
+                        .map_err(|e| Error::io(format!("removing {}", side.display()), e))?;
+                }
+            }
+            super::swap_in(staging, target)
+        })?;
         Ok(RestoreOutcome {
             counts: report,
             swapped: true,

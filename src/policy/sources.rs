@@ -85,6 +85,9 @@ pub struct RedisRestore {
     /// Server counted after the restart; without it, a throwaway `redis-server` on a
     /// free loopback port loads the restored file and is counted.
     pub check_url: Option<String>,
+    /// `restart-in-drills`: a DR drill runs `restart` and `check-url` too (they act on
+    /// the running server; by default only a real restore runs them).
+    pub restart_in_drills: bool,
 }
 
 /// A Redis server.
@@ -115,6 +118,9 @@ pub struct FaissConfig {
     pub post_restore: Option<Vec<String>>,
     /// Its timeout.
     pub post_restore_timeout: std::time::Duration,
+    /// `post-restore-in-drills`: a DR drill runs `post-restore` too (it acts on the
+    /// running service; by default only a real restore runs it).
+    pub post_restore_in_drills: bool,
 }
 
 /// How a Neo4j database is copied.
@@ -206,7 +212,31 @@ pub(crate) const NEO4J_KEYS: &[&str] = &[
     "command-timeout",
     "start-timeout",
 ];
-pub(crate) const FAISS_KEYS: &[&str] = &["paths", "post-restore", "post-restore-timeout"];
+pub(crate) const FAISS_KEYS: &[&str] = &[
+    "paths",
+    "post-restore",
+    "post-restore-timeout",
+    "post-restore-in-drills",
+];
+
+/// An optional boolean key; a missing one is false.
+fn opt_bool(errs: &mut Vec<PolicyError>, f: &mut Fields<'_>, key: &str) -> bool {
+    match f.opt_value(key) {
+        None => false,
+        Some(toml::Value::Boolean(b)) => *b,
+        Some(other) => {
+            f.error(
+                errs,
+                key,
+                format!(
+                    "expected true or false, found {} `{other}`",
+                    other.type_str()
+                ),
+            );
+            false
+        }
+    }
+}
 
 fn secret(errs: &mut Vec<PolicyError>, f: &mut Fields<'_>, base: &Path) -> SecretRef {
     let env = f.opt_str(errs, "password-env");
@@ -368,6 +398,7 @@ pub(crate) fn read_redis(
             rdb_name: "dump.rdb".into(),
             restart: None,
             check_url: None,
+            restart_in_drills: false,
         },
         Some(t) => {
             let mut rf = Fields::new(f.file(), f.path("restore"), t);
@@ -378,8 +409,19 @@ pub(crate) fn read_redis(
                     .to_string(),
                 restart: command(errs, &mut rf, "restart"),
                 check_url: rf.opt_str(errs, "check-url").map(str::to_string),
+                restart_in_drills: opt_bool(errs, &mut rf, "restart-in-drills"),
             };
-            rf.finish(errs, &["rdb-name", "restart", "check-url"]);
+            if r.restart_in_drills && r.restart.is_none() && r.check_url.is_none() {
+                rf.error(
+                    errs,
+                    "restart-in-drills",
+                    "set, but there is no `restart` or `check-url` to run in a drill (remove it, or add them)",
+                );
+            }
+            rf.finish(
+                errs,
+                &["rdb-name", "restart", "check-url", "restart-in-drills"],
+            );
             r
         }
     };
@@ -423,10 +465,19 @@ pub(crate) fn read_faiss(
         .opt_duration(errs, "post-restore-timeout")
         .and_then(|d| d.to_std().ok())
         .unwrap_or(std::time::Duration::from_secs(300));
+    let post_restore_in_drills = opt_bool(errs, f, "post-restore-in-drills");
+    if post_restore_in_drills && post_restore.is_none() {
+        f.error(
+            errs,
+            "post-restore-in-drills",
+            "set, but there is no `post-restore` command to run in a drill (remove it, or add post-restore)",
+        );
+    }
     Some(FaissConfig {
         paths,
         post_restore,
         post_restore_timeout,
+        post_restore_in_drills,
     })
 }
 

@@ -102,3 +102,79 @@ fn old_leftovers_of_crashed_runs_are_pruned() {
     );
     assert_eq!(env.list_ids(), vec![id]);
 }
+
+/// Staging copies beside `target` (any name a restore gives them).
+fn staging_beside(target: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let name = target.file_name().unwrap().to_string_lossy().into_owned();
+    let mut out: Vec<_> = std::fs::read_dir(target.parent().unwrap())
+        .map(|d| {
+            d.map(|e| e.unwrap().path())
+                .filter(|p| {
+                    p.file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .starts_with(&format!(".{name}.lifeboat-staging"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// `restore app --to target`, killed (as by kill -9) with its staging copy written in
+/// full beside the untouched target.
+fn kill_restore_before_its_swap(env: &Env, target: &std::path::Path) {
+    let out = env
+        .cmd()
+        .env("LIFEBOAT_FAILPOINT", "restore.before-swap")
+        .args(["restore", "app", "--to"])
+        .arg(target)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the failpoint did not fire");
+    assert!(
+        stderr(&out).contains("restore.before-swap"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!target.exists(), "the target was replaced before the swap");
+}
+
+#[test]
+fn a_killed_restore_leaves_no_staging_copy_after_the_next_restore_or_prune() {
+    let env = env_with_data();
+    env.backup();
+    let target = env.dir.path().join("restored").join("app.db");
+    kill_restore_before_its_swap(&env, &target);
+    let left = staging_beside(&target);
+    assert_eq!(left.len(), 1, "{left:?}");
+    // The leftover names its owner: `.app.db.lifeboat-staging.PID.HOST...`.
+    let leftover = left[0].file_name().unwrap().to_string_lossy().into_owned();
+    let host = leftover.split('.').nth(5).unwrap().to_string();
+    // A copy of a restore that is still running (this test's process) is never removed.
+    let live = target.with_file_name(format!(
+        ".app.db.lifeboat-staging.{}.{host}.app.other.live",
+        std::process::id()
+    ));
+    std::fs::write(&live, b"being written").unwrap();
+
+    // The next restore of the target removes the dead restore's copy.
+    env.cmd()
+        .args(["restore", "app", "--to"])
+        .arg(&target)
+        .assert()
+        .success();
+    assert_eq!(staging_beside(&target), vec![live.clone()]);
+
+    // So does prune, which learns the target from the ledger of restores in progress.
+    kill_restore_before_its_swap(&env, &env.dir.path().join("restored").join("app.db.new"));
+    let second = env.dir.path().join("restored").join("app.db.new");
+    assert_eq!(staging_beside(&second).len(), 1);
+    env.cmd().arg("prune").assert().success();
+    assert_eq!(staging_beside(&second), Vec::<std::path::PathBuf>::new());
+    assert_eq!(staging_beside(&target), vec![live]);
+    let ledger = env.policies.join(".lifeboat").join("restores");
+    let entries = std::fs::read_dir(&ledger).map_or(0, |d| d.count());
+    assert_eq!(entries, 0, "ledger entries of finished restores remain");
+}

@@ -175,3 +175,40 @@ fn an_unfinished_run_or_a_held_lock_refuses_a_second_run_with_exit_6() {
     assert_eq!(code, Some(0), "{r:#}\n{err}");
     assert!(target.exists());
 }
+
+/// A restore killed with its staging copy written in full: `dr resume` removes the copy
+/// and restores again; nothing is left beside the target.
+#[test]
+fn a_restore_killed_before_its_swap_is_cleaned_up_by_resume() {
+    let env = Env::new();
+    let target = one_restore_plan(&env);
+    env.backup();
+    let out = env
+        .cmd()
+        .args(["dr", "run", "one"])
+        .env("LIFEBOAT_FAILPOINT", "restore.before-swap")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("restore.before-swap"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!target.exists());
+    let leftovers = || -> Vec<String> {
+        std::fs::read_dir(target.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains("lifeboat-staging"))
+            .collect()
+    };
+    assert_eq!(leftovers().len(), 1, "{:?}", leftovers());
+    let (_, status, _) = env.json(&["dr", "status"]);
+    let run = status["run-id"].as_str().unwrap().to_string();
+    let (code, r, err) = env.json(&["dr", "resume", &run]);
+    assert_eq!(code, Some(0), "{r:#}\n{err}");
+    assert_eq!(count(&target, "users"), 3);
+    assert_eq!(leftovers(), Vec::<String>::new());
+    assert_eq!(step(&r, "restore")["attempts"], 2);
+}

@@ -16,4 +16,5 @@ mod moto;
 
 mod backup;
 mod common;
+mod hooks;
 mod restore;

@@ -135,3 +135,68 @@ fn post_restore_runs_after_the_files_are_in_place_and_is_killed_at_its_timeout()
     // The timeout is the command's; the restore itself went through.
     assert_same_files(&env, &slow_target);
 }
+
+/// A DR restore of a faiss source killed while it staged (here: killed before its
+/// effect, the staging state then laid out as a kill mid-stage leaves it: the target
+/// folder created, a partial staging copy in it) is not taken for done by
+/// `dr resume`: it restores again, and only the restore's own marker proves a swap.
+#[test]
+fn resume_does_not_take_a_half_finished_faiss_restore_for_done() {
+    let env = Env::new();
+    let repo = env.dir.path().join("repo");
+    env.policy(
+        &[("local", local_repo(&repo))],
+        &[("vectors", env.all_paths(), "")],
+    );
+    let target = env.dir.path().join("restored");
+    std::fs::create_dir_all(env.policies.join("dr")).unwrap();
+    std::fs::write(
+        env.policies.join("dr").join("vec.toml"),
+        format!(
+            "name = \"vec\"\nrto = \"10m\"\nrpo = \"1d\"\n\n[[steps]]\nid = \"restore\"\nkind = \"restore\"\nsource = \"vectors\"\ntarget = \"{}\"\n",
+            target.display()
+        ),
+    )
+    .unwrap();
+    env.backup("vectors");
+    let out = env
+        .cmd()
+        .args(["dr", "run", "vec"])
+        .env("LIFEBOAT_FAILPOINT", "dr.step.restore.before-effect")
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{}", stderr(&out));
+    // What the kill mid-stage leaves: the folder, and part of one staged file, owned by
+    // a process that is gone.
+    let gone = {
+        let mut c = std::process::Command::new("true").spawn().unwrap();
+        let pid = c.id();
+        c.wait().unwrap();
+        pid
+    };
+    std::fs::create_dir_all(&target).unwrap();
+    let partial = target.join(format!(
+        ".flat_l2.faiss.lifeboat-staging.{gone}.{}.vectors.b.partial",
+        host_tag()
+    ));
+    std::fs::write(
+        &partial,
+        &std::fs::read(env.src.join("flat_l2.faiss")).unwrap()[..64],
+    )
+    .unwrap();
+
+    let status = env.run(&["--json", "dr", "status"]);
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    let run = status["run-id"].as_str().unwrap().to_string();
+    let out = env.run(&["--json", "dr", "resume", &run]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_same_files(&env, &target);
+    assert!(!partial.exists(), "the dead restore's staging copy is left");
+}
+
+/// The host part of a staging copy's name: a digest of the host name.
+fn host_tag() -> String {
+    use sha2::Digest;
+    let host = gethostname::gethostname();
+    hex::encode(&sha2::Sha256::digest(host.to_string_lossy().as_bytes())[..4])
+}

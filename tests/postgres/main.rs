@@ -391,3 +391,44 @@ async fn a_trial_restore_uses_a_temporary_database_and_drops_it() {
         .collect();
     assert!(left.is_empty(), "temporary databases left: {left:?}");
 }
+
+/// Databases whose name starts with `prefix`.
+async fn databases_like(prefix: &str) -> Vec<String> {
+    pg::connect("postgres")
+        .await
+        .query(
+            "SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1",
+            &[&prefix],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_restore_leaves_no_staging_database_after_the_next_restore() {
+    let db = pg::db_name("stage");
+    pg::create_db(&db, 20, 50).await;
+    let env = env(&db, "").await;
+    env.cmd().args(["backup", "db"]).assert().success();
+    let restored = format!("{db}_r");
+    let target = pg::url(&restored);
+    // Killed (as by kill -9) with the staging database loaded in full.
+    let out = env
+        .cmd()
+        .env("LIFEBOAT_FAILPOINT", "restore.before-swap")
+        .args(["restore", "db", "--from", "local", "--to", &target])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let staging = format!("{restored}_lb_staging_");
+    assert_eq!(databases_like(&staging).await.len(), 1);
+    env.cmd()
+        .args(["restore", "db", "--from", "local", "--to", &target])
+        .assert()
+        .success();
+    assert_eq!(databases_like(&staging).await, Vec::<String>::new());
+    assert_eq!(pg::count(&restored, "tasks").await, 50);
+}

@@ -644,3 +644,173 @@ fn a_trial_restore_loads_the_backup_in_a_scratch_server() {
         files_under(&env.spool())
     );
 }
+
+/// A stand-in restart command: records its arguments as one line in `calls` (and
+/// `LIFEBOAT_RESTORE_PURPOSE`, which only a faiss `post-restore` is given).
+fn standin_restart(dir: &Path, calls: &Path) -> std::path::PathBuf {
+    let path = dir.join("restart-redis");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nprintf '%s|%s\\n' \"$*\" \"$LIFEBOAT_RESTORE_PURPOSE\" >> {}\n",
+            calls.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path
+}
+
+#[test]
+fn a_drill_or_trial_restore_never_runs_the_sources_restart() {
+    let server = Server::start();
+    server.fill(0, "k:", 20, None);
+    let dir = tempfile::tempdir().unwrap();
+    let calls = dir.path().join("restart.calls");
+    let restart = standin_restart(dir.path(), &calls);
+    let target = dir.path().join("redis-data");
+    let env = env(
+        &[("local", local_repo(&dir.path().join("repo")))],
+        &[source(
+            "cache",
+            &server,
+            &format!(
+                "verify = {{ restore-test = true }}\nrestore = {{ restart = [\"{}\", \"production\"] }}",
+                restart.display()
+            ),
+            &["local"],
+        )],
+    );
+    std::fs::create_dir_all(env.policies.join("dr")).unwrap();
+    std::fs::write(
+        env.policies.join("dr").join("cache-dr.toml"),
+        format!(
+            "name = \"cache-dr\"\nrto = \"10m\"\nrpo = \"1d\"\n\n[[steps]]\nid = \"restore-cache\"\nkind = \"restore\"\nsource = \"cache\"\ntarget = \"{}\"\n",
+            target.display()
+        ),
+    )
+    .unwrap();
+    env.backup("cache");
+    let recorded = || std::fs::read_to_string(&calls).unwrap_or_default();
+    let out = env
+        .cmd()
+        .args(["--json", "dr", "drill", "cache-dr"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "drill: {}", stderr(&out));
+    assert_eq!(recorded(), "", "the drill restarted production");
+    let out = env
+        .cmd()
+        .args(["--json", "verify", "--restore", "--source", "cache"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "trial: {}", stderr(&out));
+    assert_eq!(recorded(), "", "the trial restore restarted production");
+    let out = env
+        .cmd()
+        .args(["--json", "dr", "run", "cache-dr"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "run: {}", stderr(&out));
+    assert_eq!(recorded(), "production|\n");
+}
+
+/// Whether process `pid` runs (Linux).
+fn running(pid: &str) -> bool {
+    Path::new("/proc").join(pid.trim()).exists()
+}
+
+/// A DR restore step past its timeout is stopped, not abandoned: its throwaway
+/// redis-server (here a stand-in that hangs until released, then runs the real one) is
+/// killed, and nothing swaps the backup in after the run reported the step failed.
+#[test]
+fn a_timed_out_dr_restore_is_stopped_and_never_swaps_its_copy_in_later() {
+    let server = Server::start();
+    server.fill(0, "k:", 20, None);
+    let dir = tempfile::tempdir().unwrap();
+    let (pid_file, release) = (dir.path().join("standin.pid"), dir.path().join("release"));
+    let standin = dir.path().join("redis-server");
+    std::fs::write(
+        &standin,
+        format!(
+            "#!/bin/sh\nif [ \"$1\" = --version ]; then exec redis-server --version; fi\necho $$ > {pid}\nwhile [ ! -e {release} ]; do sleep 0.05; done\nexec redis-server \"$@\"\n",
+            pid = pid_file.display(),
+            release = release.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&standin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let target = dir.path().join("redis-data");
+    let env = env(
+        &[("local", local_repo(&dir.path().join("repo")))],
+        &[source(
+            "cache",
+            &server,
+            &format!("redis-server = \"{}\"", standin.display()),
+            &["local"],
+        )],
+    );
+    std::fs::create_dir_all(env.policies.join("dr")).unwrap();
+    std::fs::write(
+        env.policies.join("dr").join("slow.toml"),
+        format!(
+            "name = \"slow\"\nrto = \"10m\"\nrpo = \"1d\"\n\n[[steps]]\nid = \"restore-cache\"\nkind = \"restore\"\nsource = \"cache\"\ntarget = \"{}\"\ntimeout = \"2s\"\n",
+            target.display()
+        ),
+    )
+    .unwrap();
+    env.backup("cache");
+    let mut run = env
+        .std_cmd()
+        .args(["dr", "run", "slow"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the run has recorded its outcome.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        let out = env.cmd().args(["--json", "dr", "status"]).output().unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        let s = v["status"].as_str().unwrap_or("").to_string();
+        if s != "running" && !s.is_empty() {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the run never finished: {v:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(status["status"], "failed", "{status:#}");
+    let standin_pid = std::fs::read_to_string(&pid_file).expect("the restore started its server");
+    // From here on nothing may touch the target: let a surviving attempt go on.
+    std::fs::write(&release, b"").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let exited = loop {
+        if let Some(s) = run.try_wait().unwrap() {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let alive = running(&standin_pid);
+    if alive {
+        let _ = std::process::Command::new("kill")
+            .arg(standin_pid.trim())
+            .status();
+    }
+    if exited.is_none() {
+        let _ = run.kill();
+        let _ = run.wait();
+    }
+    assert!(exited.is_some(), "dr run did not exit");
+    assert!(
+        !alive,
+        "the timed-out attempt's redis-server was left running"
+    );
+    assert!(
+        !target.join("dump.rdb").exists(),
+        "the timed-out attempt swapped its copy in after the run failed"
+    );
+    assert_eq!(leftovers(&target), Vec::<std::path::PathBuf>::new());
+}

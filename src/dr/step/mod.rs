@@ -287,15 +287,28 @@ pub async fn resolve(
     }
 }
 
+/// One attempt at a step, as the runner makes it.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    /// Run or drill.
+    pub mode: Mode,
+    /// Stops a restore from outside (a timed-out step); its swap goes through it.
+    pub control: crate::engine::RestoreControl,
+    /// Where a restore records that it swapped its copy in (see
+    /// [`crate::engine::control`]).
+    pub marker: PathBuf,
+}
+
 /// Make the effect; returns the step's outputs.
 pub async fn execute(
     ctx: &Context,
     step: &Step,
     effect: &Effect,
     journal_dir: &Path,
+    attempt: &Attempt,
 ) -> Result<BTreeMap<String, String>> {
     match &step.action {
-        Action::Restore { replace, .. } => restore::run(ctx, effect, *replace).await,
+        Action::Restore { replace, .. } => restore::run(ctx, effect, *replace, attempt).await,
         Action::Integrity {
             queries,
             freshness,

@@ -1,7 +1,7 @@
 //! `restore` steps: a lifeboat source restored into a target through the engines, from
 //! the named repository first and the source's other destinations after.
 
-use super::Effect;
+use super::{Attempt, Effect};
 use crate::backup::Context;
 use crate::backup::restore::{RestoreOptions, restore};
 use crate::dr::plan::At;
@@ -37,11 +37,14 @@ pub fn choose(ctx: &Context, source: &str, from: Option<&str>, at: &At) -> Resul
         })
 }
 
-/// Restore per the resolved effect.
+/// Restore per the resolved effect. A drill's restore runs no post-restore command,
+/// restart or check URL unless its source allows them for drills: they act on the
+/// running service, not on the drill's copy.
 pub async fn run(
     ctx: &Context,
     effect: &Effect,
     replace: bool,
+    attempt: &Attempt,
 ) -> Result<BTreeMap<String, String>> {
     let (Some(source), Some(target), Some(backup)) =
         (&effect.source, &effect.target, &effect.backup_id)
@@ -58,6 +61,12 @@ pub async fn run(
         verified: false,
         force: replace,
         from: None,
+        purpose: match attempt.mode {
+            crate::dr::Mode::Run => crate::engine::Purpose::Real,
+            crate::dr::Mode::Drill => crate::engine::Purpose::Drill,
+        },
+        control: attempt.control.clone(),
+        marker: Some(attempt.marker.clone()),
     };
     // The preferred repository goes first; the others are the fallbacks.
     let report = match &effect.from {
@@ -72,6 +81,9 @@ pub async fn run(
         {
             Ok(rep) => rep,
             Err(e) if e.kind() == crate::ErrorKind::BadInput => return Err(e),
+            Err(e) if attempt.control.is_cancelled() || attempt.control.is_committed() => {
+                return Err(e);
+            }
             Err(e) => {
                 tracing::warn!(source = %source, repository = %r, error = %e, "restore from the preferred repository failed; trying the other destinations");
                 restore(ctx, &opts).await?
@@ -90,14 +102,11 @@ pub async fn run(
             "restore of {source} into {target}: after the swap: {e}"
         )));
     }
-    Ok(BTreeMap::from([
-        ("target".to_string(), report.target.clone()),
-        ("backup-id".to_string(), report.backup_id.clone()),
-        (
-            "consistency-point".to_string(),
-            report.consistency_point.to_rfc3339(),
-        ),
-        ("repository".to_string(), report.repository.clone()),
-        ("source".to_string(), report.source.clone()),
-    ]))
+    Ok(crate::backup::restore::marker_fields(
+        &report.source,
+        &report.backup_id,
+        &report.repository,
+        &report.target,
+        report.consistency_point,
+    ))
 }

@@ -27,10 +27,16 @@ fn tail(text: &str) -> String {
     lines[lines.len().saturating_sub(5)..].join(" | ")
 }
 
-/// Run `argv` in `dir` (also given as `LIFEBOAT_RESTORE_DIR`), killing it after
+/// Run `argv` in `dir` (also given as `LIFEBOAT_RESTORE_DIR`, and the restore's
+/// purpose as `LIFEBOAT_RESTORE_PURPOSE`: `restore` or `drill`), killing it after
 /// `timeout`. A command that cannot start, fails or times out is an error that says the
 /// restored files are already in place.
-pub fn run(argv: &[String], dir: &Path, timeout: Duration) -> Result<HookOutcome> {
+pub fn run(
+    argv: &[String],
+    dir: &Path,
+    timeout: Duration,
+    purpose: crate::engine::Purpose,
+) -> Result<HookOutcome> {
     let shown = argv.join(" ");
     // The command runs in `dir`; a relative path in its environment would point elsewhere.
     let dir = &std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
@@ -45,6 +51,7 @@ pub fn run(argv: &[String], dir: &Path, timeout: Duration) -> Result<HookOutcome
         .args(args)
         .current_dir(dir)
         .env("LIFEBOAT_RESTORE_DIR", dir)
+        .env("LIFEBOAT_RESTORE_PURPOSE", purpose.as_str())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -120,6 +127,7 @@ mod tests {
             ]),
             dir.path(),
             Duration::from_secs(10),
+            crate::engine::Purpose::Real,
         )
         .unwrap();
         assert!(o.status.success());
@@ -142,6 +150,7 @@ mod tests {
             ]),
             dir.path(),
             Duration::from_secs(10),
+            crate::engine::Purpose::Real,
         )
         .unwrap_err();
         let msg = err.to_string();
@@ -158,6 +167,7 @@ mod tests {
             &argv(&["sleep", "30"]),
             dir.path(),
             Duration::from_millis(300),
+            crate::engine::Purpose::Real,
         )
         .unwrap_err();
         assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
@@ -171,6 +181,7 @@ mod tests {
             &argv(&["/nonexistent/lifeboat-hook"]),
             dir.path(),
             Duration::from_secs(1),
+            crate::engine::Purpose::Real,
         )
         .unwrap_err();
         assert!(err.to_string().contains("`post-restore`"), "{err}");
