@@ -76,6 +76,8 @@ pub async fn prune(ctx: &Context, sources: &[String], dry_run: bool) -> Result<P
     }
     if !dry_run {
         super::restore::sweep_staging(ctx, &names).await;
+        let spool = ctx.spool.clone();
+        let _ = super::blocking(move || Ok(spool.sweep())).await;
     }
     let now = ctx.clock.now();
     let grace = now - Duration::hours(INCOMPLETE_GRACE_HOURS);

@@ -73,15 +73,7 @@ fn scratch(ctx: &Context, source: &Source) -> Result<Scratch> {
             _dir: None,
         });
     }
-    let dir = tempfile::Builder::new()
-        .prefix("lifeboat-restore-test-")
-        .tempdir_in(ctx.spool.dir())
-        .map_err(|e| {
-            Error::io(
-                format!("creating a scratch folder in {}", ctx.spool.dir().display()),
-                e,
-            )
-        })?;
+    let dir = ctx.spool.tempdir("restore-test")?;
     let target = match &source.config {
         // File engines restore into a file; the others into a folder.
         SourceConfig::Sqlite { .. } | SourceConfig::File { .. } => dir.path().join("restore-test"),

@@ -260,18 +260,7 @@ impl Neo4jEngine {
     ) -> Result<Snapshot> {
         let db = &self.cfg.database;
         let dir = match backup_path {
-            None => {
-                std::fs::create_dir_all(spool.dir())
-                    .map_err(|e| Error::io(format!("spool folder {}", spool.dir().display()), e))?;
-                BackupDir::Local(
-                    tempfile::Builder::new()
-                        .prefix("lifeboat-neo4j-")
-                        .tempdir_in(spool.dir())
-                        .map_err(|e| {
-                            Error::io(format!("spool folder {}", spool.dir().display()), e)
-                        })?,
-                )
-            }
+            None => BackupDir::Local(spool.tempdir("neo4j")?),
             Some(base) => {
                 let d = format!(
                     "{}/lifeboat-{:016x}",
