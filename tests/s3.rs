@@ -624,6 +624,7 @@ async fn prune_keeps_an_upload_that_a_live_lease_covers() {
         generation: 1,
         acquired_at: now - Duration::hours(30),
         expires_at: now + Duration::minutes(5),
+        process: None,
     };
     s3.put_object()
         .bucket(&bucket)

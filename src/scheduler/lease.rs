@@ -36,6 +36,59 @@ pub struct LeaseRecord {
     pub acquired_at: DateTime<Utc>,
     /// When it lapses unless renewed; a released lease has expired.
     pub expires_at: DateTime<Utc>,
+    /// The holder's process, so that a taker on the same machine can see it has died
+    /// (absent in records of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Process>,
+}
+
+/// A process, named precisely enough that another process can tell for sure that it
+/// no longer runs: same host name, same PID namespace and same boot, and no such pid.
+/// Anything less certain (another machine, a container with its own PID namespace
+/// that shares the host name, a record without these fields) counts as alive, so a
+/// live holder is never taken over: the lease then lapses at its expiry as before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Process {
+    /// Host name.
+    pub host: String,
+    /// Process id.
+    pub pid: u32,
+    /// The PID namespace (`pid:[4026531836]`), where the system tells it.
+    pub pid_ns: Option<String>,
+    /// The kernel's boot id, where the system tells it.
+    pub boot_id: Option<String>,
+}
+
+impl Process {
+    /// This process.
+    pub fn me() -> Process {
+        Process {
+            host: gethostname::gethostname().to_string_lossy().into_owned(),
+            pid: std::process::id(),
+            pid_ns: std::fs::read_link("/proc/self/ns/pid")
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned()),
+            boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .ok()
+                .map(|s| s.trim().to_string()),
+        }
+    }
+
+    /// Whether this process is known for sure to have ended.
+    pub fn is_known_dead(&self) -> bool {
+        let me = Process::me();
+        let same_world = self.host == me.host
+            && self.pid_ns.is_some()
+            && self.pid_ns == me.pid_ns
+            && self.boot_id.is_some()
+            && self.boot_id == me.boot_id;
+        same_world
+            && self.pid != me.pid
+            && !std::path::Path::new("/proc")
+                .join(self.pid.to_string())
+                .exists()
+    }
 }
 
 /// A held lease.
@@ -96,6 +149,7 @@ async fn newest(
         generation,
         acquired_at: meta.modified,
         expires_at: meta.modified + ttl,
+        process: None,
     });
     Ok(Some((generation, rec)))
 }
@@ -123,7 +177,12 @@ impl Lease {
         if let Some((_, rec)) = &current
             && rec.expires_at > now
         {
-            return Err(locked(source, rec));
+            // A holder killed on this machine is known dead: waiting out its lease
+            // would only stop backups (and prunes) for nothing.
+            if !rec.process.as_ref().is_some_and(Process::is_known_dead) {
+                return Err(locked(source, rec));
+            }
+            debug!(source, holder = %rec.holder, "the lease holder died on this machine: taking the lease over");
         }
         let generation = current.as_ref().map_or(1, |(g, _)| g + 1);
         let record = LeaseRecord {
@@ -132,6 +191,7 @@ impl Lease {
             generation,
             acquired_at: now,
             expires_at: now + ttl,
+            process: Some(Process::me()),
         };
         let key = layout::lease_key(source, generation);
         match store
@@ -416,5 +476,38 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(l.record().generation, 8);
+    }
+
+    #[tokio::test]
+    async fn a_lease_whose_holder_died_on_this_machine_is_taken_over_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let ttl = Duration::minutes(5);
+        let held = Lease::acquire(s.clone(), "db", "a", ttl, t(0))
+            .await
+            .unwrap();
+        // The same record, as a process that has exited would have left it.
+        let mut dead = held.record().clone();
+        dead.process.as_mut().unwrap().pid = 4_294_967;
+        s.put(
+            &layout::lease_key("db", dead.generation),
+            encode(&dead),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
+        let l = Lease::acquire(s.clone(), "db", "b", ttl, t(1))
+            .await
+            .unwrap();
+        assert_eq!(l.record().generation, 2);
+        // A holder that still runs (this process), or of another machine, is waited for.
+        let e = Lease::acquire(s.clone(), "db", "c", ttl, t(2))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Locked);
+        let mut elsewhere = l.record().clone();
+        elsewhere.process.as_mut().unwrap().host = "another-host".into();
+        elsewhere.process.as_mut().unwrap().pid = 4_294_967;
+        assert!(!elsewhere.process.as_ref().unwrap().is_known_dead());
     }
 }
