@@ -400,9 +400,12 @@ impl RdsEngine {
                 else {
                     continue;
                 };
-                // Cheap filters first: lifeboat's naming, and old enough.
+                // Cheap filters first: lifeboat's naming, this source's instance (another
+                // policy set in the account may have a source of the same name, whose
+                // backups this catalog cannot know), and old enough.
                 let young = chrono_time(s.snapshot_create_time()).is_none_or(|t| t >= before);
-                if !id.starts_with(&prefix) || young {
+                let ours = s.db_instance_identifier() == Some(self.cfg.instance.as_str());
+                if !id.starts_with(&prefix) || !ours || young {
                     continue;
                 }
                 let tags = client
