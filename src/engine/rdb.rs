@@ -306,6 +306,8 @@ const OP_RESIZEDB: u8 = 251;
 const OP_EXPIRETIME_MS: u8 = 252;
 const OP_EXPIRETIME: u8 = 253;
 const OP_SELECTDB: u8 = 254;
+/// The highest database count an RDB may use (Redis' default is 16).
+const MAX_DATABASES: u64 = 1 << 16;
 const OP_EOF: u8 = 255;
 
 /// AUX values longer than this are skipped rather than kept.
@@ -601,6 +603,14 @@ impl<R: Read> Walker<R> {
                 OP_EOF => return Ok(()),
                 OP_SELECTDB => {
                     db = self.plain_len("SELECTDB")?;
+                    // The restore loads the file in a server started with one more
+                    // database than the highest number here: an absurd number would
+                    // make that server allocate millions of databases.
+                    if db >= MAX_DATABASES {
+                        return Err(self.corrupt(format!(
+                            "SELECTDB {db}: database numbers end below {MAX_DATABASES}"
+                        )));
+                    }
                     s.dbs.entry(db).or_default();
                 }
                 OP_RESIZEDB => {
@@ -993,5 +1003,18 @@ mod tests {
         assert_eq!(lzf_decompress(&input, 9).unwrap(), b"abcabcabc");
         assert!(lzf_decompress(&input, 8).is_none());
         assert!(lzf_decompress(&[0x20, 5], 2).is_none());
+    }
+
+    #[test]
+    fn an_absurd_database_number_is_corrupt_not_a_huge_server() {
+        let mut b = b"REDIS0010".to_vec();
+        // SELECTDB with a 64-bit length (0x81) of u64::MAX.
+        b.extend_from_slice(&[OP_SELECTDB, 0x81]);
+        b.extend_from_slice(&u64::MAX.to_be_bytes());
+        b.push(OP_EOF);
+        // A zero checksum: checksumming was off, so the walk's error is the answer.
+        b.extend_from_slice(&[0; 8]);
+        let e = inspect(&b[..]).unwrap_err().to_string();
+        assert!(e.contains("database numbers end below 65536"), "{e}");
     }
 }

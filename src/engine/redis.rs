@@ -660,7 +660,7 @@ impl RedisEngine {
         let dir = fs::canonicalize(dir).map_err(|e| Error::io(dir.display(), e))?;
         // Loading runs at well over 20 MiB/s; the floor covers start-up.
         let timeout = Duration::from_secs(60 + summary.size / (20 << 20));
-        let databases = summary.max_db().map_or(16, |d| d + 1);
+        let databases = summary.max_db().map_or(16, |d| d.saturating_add(1));
         let server = Throwaway::start(&self.cfg.server, &dir, file, databases, timeout, control)?;
         let counts = server.keyspace()?;
         debug!(file = %dir.join(file).display(), counts = ?counts, "throwaway redis-server counted");

@@ -1,7 +1,7 @@
 //! A minimal RESP2 client over TCP: enough for PING, AUTH, INFO, BGSAVE and SHUTDOWN.
 //! The password travels only inside the connection, never on a command line.
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
@@ -42,6 +42,10 @@ pub struct Conn {
 
 /// Bulk strings and arrays larger than this are refused (a wrong port, not Redis).
 const MAX_BULK: i64 = 512 << 20;
+/// The longest reply line (status, error, length) a peer may send.
+const MAX_LINE: u64 = 64 << 10;
+/// How deeply arrays may nest; lifeboat's commands get flat or two-level replies.
+const MAX_DEPTH: usize = 32;
 
 impl Conn {
     /// Connect to `host:port`; reads and writes time out after `timeout`.
@@ -84,7 +88,15 @@ impl Conn {
 
     fn line(&mut self) -> io::Result<String> {
         let mut line = Vec::new();
-        self.reader.read_until(b'\n', &mut line)?;
+        // A peer that never sends a line end must not grow this without bound.
+        io::BufRead::read_until(
+            &mut io::Read::take(&mut self.reader, MAX_LINE + 2),
+            b'\n',
+            &mut line,
+        )?;
+        if line.len() as u64 > MAX_LINE && !line.ends_with(b"\n") {
+            return Err(bad("a reply line longer than 64 KiB"));
+        }
         if line.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,
@@ -99,6 +111,13 @@ impl Conn {
     }
 
     fn read_reply(&mut self) -> io::Result<Reply> {
+        self.read_nested(0)
+    }
+
+    fn read_nested(&mut self, depth: usize) -> io::Result<Reply> {
+        if depth > MAX_DEPTH {
+            return Err(bad("replies nested deeper than 32 levels"));
+        }
         let line = self.line()?;
         let (kind, rest) = line.split_at(line.chars().next().map_or(0, char::len_utf8));
         let number = |s: &str| s.parse::<i64>().map_err(|_| bad("a bad length or integer"));
@@ -114,8 +133,17 @@ impl Conn {
                 if n > MAX_BULK {
                     return Err(bad("a bulk reply larger than 512 MiB"));
                 }
-                let mut b = vec![0u8; n as usize + 2];
-                io::Read::read_exact(&mut self.reader, &mut b)?;
+                // Grown as the bytes arrive, not allocated from the length a peer
+                // claims.
+                let want = n as u64 + 2;
+                let mut b = Vec::with_capacity((want as usize).min(1 << 20));
+                io::Read::read_to_end(&mut io::Read::take(&mut self.reader, want), &mut b)?;
+                if b.len() as u64 != want {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the server closed the connection inside a reply",
+                    ));
+                }
                 b.truncate(n as usize);
                 Reply::Bulk(Some(b))
             }
@@ -129,7 +157,7 @@ impl Conn {
                 }
                 let mut items = Vec::with_capacity(n.min(1024) as usize);
                 for _ in 0..n {
-                    items.push(self.read_reply()?);
+                    items.push(self.read_nested(depth + 1)?);
                 }
                 Reply::Array(Some(items))
             }
@@ -195,5 +223,54 @@ mod tests {
         assert_eq!(info_field(info, "rdb_saves"), Some("3"));
         assert_eq!(info_field(info, "rdb_bgsave_in_progress"), Some("0"));
         assert_eq!(info_field(info, "rdb"), None);
+    }
+
+    /// A peer on loopback that answers the first command with `reply`, then closes.
+    fn hostile_peer(reply: Vec<u8>) -> u16 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = l.accept() {
+                let mut buf = [0u8; 64];
+                let _ = io::Read::read(&mut s, &mut buf);
+                let _ = s.write_all(&reply);
+            }
+        });
+        port
+    }
+
+    fn ping(reply: Vec<u8>) -> io::Result<Reply> {
+        let port = hostile_peer(reply);
+        Conn::connect("127.0.0.1", port, Duration::from_secs(10))?.cmd(&["PING"])
+    }
+
+    #[test]
+    fn a_hostile_peer_cannot_nest_replies_without_bound() {
+        let e = ping(b"*1\r\n".repeat(100_000)).unwrap_err();
+        assert!(e.to_string().contains("nested deeper than 32"), "{e}");
+    }
+
+    #[test]
+    fn a_hostile_peer_cannot_send_an_endless_line() {
+        let mut reply = b"+".to_vec();
+        reply.extend(std::iter::repeat_n(b'x', 1 << 20));
+        let e = ping(reply).unwrap_err();
+        assert!(e.to_string().contains("longer than 64 KiB"), "{e}");
+    }
+
+    #[test]
+    fn a_bulk_reply_cut_short_is_an_early_end_not_a_hang() {
+        // 500 MiB announced, 3 bytes sent, then the peer closes.
+        let e = ping(b"$524288000\r\nabc".to_vec()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
+    }
+
+    #[test]
+    fn ordinary_replies_still_parse() {
+        let r = ping(b"*2\r\n$3\r\nabc\r\n*1\r\n:7\r\n".to_vec()).unwrap();
+        let Reply::Array(Some(items)) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(items.len(), 2);
     }
 }
