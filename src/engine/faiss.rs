@@ -144,7 +144,9 @@ fn details(c: &copy::Copied) -> serde_json::Value {
 #[cfg(unix)]
 fn set_mode(path: &Path, mode: u32) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7777))
+    // A mode from the archive is hostile input: regular permission bits only, never
+    // setuid, setgid or sticky, never writable by everyone (as the files engine).
+    fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o775))
         .map_err(|e| Error::io(format!("setting the mode of {}", path.display()), e))
 }
 
@@ -511,13 +513,17 @@ mod tests {
     }
 
     fn archive(entries: &[(&[u8], &[u8])]) -> Vec<u8> {
+        archive_with_mode(entries, 0o644)
+    }
+
+    fn archive_with_mode(entries: &[(&[u8], &[u8])], mode: u32) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (name, data) in entries {
             let mut h = tar::Header::new_old();
             // Raw names: the builder itself refuses the hostile ones this test needs.
             h.as_old_mut().name[..name.len()].copy_from_slice(name);
             h.set_size(data.len() as u64);
-            h.set_mode(0o644);
+            h.set_mode(mode);
             h.set_entry_type(tar::EntryType::Regular);
             h.set_cksum();
             b.append(&h, *data).unwrap();
@@ -547,6 +553,22 @@ mod tests {
         let raw = archive(&[(b"ids.json", b"[]"), (b"ids.json", b"[]")]);
         let err = f.restore(&raw, &Counts::new()).unwrap_err();
         assert!(err.to_string().contains("twice"), "{err}");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn restored_files_never_take_setuid_or_world_writable_bits_from_the_archive() {
+        use std::os::unix::fs::PermissionsExt;
+        let f = fixture(None);
+        let raw = archive_with_mode(&[(b"ids.json", b"[]")], 0o6777);
+        let out = f.restore(&raw, &Counts::new()).unwrap();
+        assert!(out.swapped);
+        let mode = fs::metadata(f.target().join("ids.json"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777;
+        assert_eq!(mode, 0o775, "{mode:o}");
     }
 
     #[test]
