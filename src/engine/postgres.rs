@@ -581,6 +581,14 @@ impl PostgresEngine {
             .batch_execute("BEGIN TRANSACTION READ ONLY")
             .await
             .map_err(|e| pg_error("starting a read-only transaction", e))?;
+        // Preparing is the extended protocol, which takes exactly one statement: the
+        // text cannot first switch the transaction to READ WRITE and then write.
+        client.prepare(sql).await.map_err(|e| {
+            pg_error(
+                &format!("`{sql}` (an integrity query is one read-only statement)"),
+                e,
+            )
+        })?;
         let rows = client
             .simple_query(sql)
             .await

@@ -506,6 +506,28 @@ fn mutating(ops: &[String]) -> Vec<String> {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn an_integrity_query_cannot_escape_its_read_only_transaction() {
+    let env = Env::new(true).await;
+    env.backup();
+    let hostile =
+        "SET TRANSACTION READ WRITE; CREATE TABLE pwned (x int); SELECT count(*) FROM users";
+    env.plan(
+        "region",
+        &env.region_plan("2m", true).replace(
+            "queries = { users = \"SELECT count(*) FROM users\" }",
+            &format!("queries = {{ users = \"{hostile}\" }}"),
+        ),
+    );
+    let (code, report, err) = env.json(&["dr", "drill", "region"], None);
+    assert_ne!(code, Some(0), "a multi-statement query ran: {report:#}");
+    let check = step(&report, "check-pg");
+    assert!(
+        check.to_string().contains("one read-only statement"),
+        "{err}\n{check:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn region_failover_drill_passes_measures_and_leaves_nothing_behind() {
     let env = Env::new(true).await;
     // The newest task is ten minutes old: the oldest data point restored, so the RPO.
