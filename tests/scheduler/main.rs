@@ -193,22 +193,10 @@ destinations = ["local"]
     assert_eq!(env.manifests("a"), 1);
 }
 
-#[test]
-fn a_lease_holder_killed_with_sigkill_is_taken_over_after_its_expiry() {
-    let env = Env::new(
-        r#"
-[sources.stream]
-kind = "file"
-path = "DIR/pipe"
-schedule = "0 3 * * *"
-destinations = ["local"]
-"#,
-        "lease-ttl = \"6s\"",
-    );
-    let pipe = env.dir.path().join("pipe");
-    mkfifo(&pipe);
-    // The holder blocks reading a pipe nobody writes, holding (and renewing) the lease.
-    let mut holder = env
+/// Spawn `schedule --once` on a source reading a pipe nobody writes: it takes the lease
+/// and holds (and renews) it. Returns the process once its lease object exists.
+fn lease_holder(env: &Env) -> std::process::Child {
+    let holder = env
         .cmd()
         .args(["schedule", "--once"])
         .stdout(Stdio::null())
@@ -219,12 +207,58 @@ destinations = ["local"]
     wait_for("the lease", Duration::from_secs(20), || {
         !files_under(&leases).is_empty()
     });
+    holder
+}
+
+/// Run `schedule --once` while a thread feeds the pipe 3 MiB; the run's output.
+fn run_feeding(env: &Env, pipe: &Path) -> std::process::Output {
+    let writer = {
+        let pipe = pipe.to_path_buf();
+        std::thread::spawn(move || {
+            let mut f = std::fs::OpenOptions::new().write(true).open(&pipe).unwrap();
+            let _ = f.write_all(&vec![7u8; 3 << 20]);
+        })
+    };
+    let out = env.cmd().args(["schedule", "--once"]).output().unwrap();
+    if !writer.is_finished() {
+        // The run never read the pipe (it failed first): open the other end so the
+        // writer is released and the caller's assertion reports why.
+        let pipe = pipe.to_path_buf();
+        std::thread::spawn(move || drop(std::fs::File::open(&pipe)));
+    }
+    let _ = writer.join();
+    out
+}
+
+const STREAM: &str = r#"
+[sources.stream]
+kind = "file"
+path = "DIR/pipe"
+schedule = "0 3 * * *"
+destinations = ["local"]
+"#;
+
+#[test]
+fn a_lease_holder_not_known_dead_is_taken_over_after_its_expiry() {
+    let env = Env::new(STREAM, "lease-ttl = \"6s\"");
+    let pipe = env.dir.path().join("pipe");
+    mkfifo(&pipe);
+    let mut holder = lease_holder(&env);
     // Renewed at least once (every 2 s with a 6 s lease), so the lease outlives the
     // holder by at least 4 s.
     std::thread::sleep(Duration::from_millis(2500));
     holder.kill().unwrap(); // SIGKILL: no release, no cleanup
     holder.wait().unwrap();
     let killed_at = Instant::now();
+    // As a holder on another machine (or an older version) writes it: nothing tells
+    // this host that the holder died.
+    let leases = env.repo.join("_leases").join("stream");
+    for f in files_under(&leases) {
+        let mut rec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&f).unwrap()).unwrap();
+        rec.as_object_mut().unwrap().remove("process");
+        std::fs::write(&f, serde_json::to_vec(&rec).unwrap()).unwrap();
+    }
 
     // Within the lease's lifetime another run is refused, naming the holder.
     let out = env.cmd().args(["schedule", "--once"]).output().unwrap();
@@ -247,21 +281,26 @@ destinations = ["local"]
     std::thread::sleep(
         (killed_at + Duration::from_millis(6500)).saturating_duration_since(Instant::now()),
     );
-    let writer = {
-        let pipe = pipe.clone();
-        std::thread::spawn(move || {
-            let mut f = std::fs::OpenOptions::new().write(true).open(&pipe).unwrap();
-            let _ = f.write_all(&vec![7u8; 3 << 20]);
-        })
-    };
-    let out = env.cmd().args(["schedule", "--once"]).output().unwrap();
-    if !writer.is_finished() {
-        // The run never read the pipe (it failed first): open the other end so the
-        // writer is released and the assertion below reports why.
-        let pipe = pipe.clone();
-        std::thread::spawn(move || drop(std::fs::File::open(&pipe)));
-    }
-    let _ = writer.join();
+    let out = run_feeding(&env, &pipe);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(env.manifests("stream"), 1);
+}
+
+#[test]
+fn a_lease_holder_killed_on_this_machine_is_taken_over_at_once() {
+    // An hour-long lease: a run that waited for its expiry would be refused.
+    let env = Env::new(STREAM, "lease-ttl = \"1h\"");
+    let pipe = env.dir.path().join("pipe");
+    mkfifo(&pipe);
+    let mut holder = lease_holder(&env);
+    holder.kill().unwrap(); // SIGKILL: no release, no cleanup
+    holder.wait().unwrap();
+    let out = run_feeding(&env, &pipe);
     assert!(
         out.status.success(),
         "{}{}",
